@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = kubestrap::cli::Cli::parse();
+    std::process::exit(kubestrap::app::main(cli));
+}

@@ -1,0 +1,408 @@
+//! Commands: inventory -> plan -> executors, and the summary. Exit codes: 0 all hosts fine,
+//! 1 one or more hosts failed, 2 invalid input or usage.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::cli::{Cli, Command, Common, ExecArgs};
+use crate::cluster::{self, preflight, HostRun, Outcome, Run};
+use crate::plan::{Plan, Role};
+use crate::progress::{OutputFormat, Progress};
+use crate::redact::Redactor;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INPUT: i32 = 2;
+
+pub fn main(cli: Cli) -> i32 {
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info,russh=warn",
+        _ => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBESTRAP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Up(c) => up(c).await,
+            Command::Check(c) => check(c).await,
+            Command::Kubeconfig(c) => kubeconfig(c).await,
+            Command::Exec(a) => exec(a).await,
+        }
+    })
+}
+
+/// Load and validate the inventory, derive the plan, prepare the state folder.
+fn load(
+    common: &Common,
+    hosts_filter: Option<&dyn Fn(&crate::plan::Node) -> bool>,
+) -> Result<Run, i32> {
+    let inv = match crate::inventory::load(&common.inventory) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("{e}");
+            return Err(EXIT_INPUT);
+        }
+    };
+    let mut plan = match Plan::from_inventory(&inv) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: {e:#}", common.inventory.display());
+            return Err(EXIT_INPUT);
+        }
+    };
+    let log_dir = match crate::state::prepare(&plan.state_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "error: cannot create the state folder {}: {e}",
+                plan.state_dir.display()
+            );
+            return Err(EXIT_FAILED);
+        }
+    };
+    let all_nodes = plan.nodes.clone();
+    let selected: Vec<_> = match hosts_filter {
+        Some(f) => all_nodes.iter().filter(|n| f(n)).cloned().collect(),
+        None => all_nodes.clone(),
+    };
+    let redactor = Redactor::new();
+    let names: Vec<String> = selected.iter().map(|n| n.name.clone()).collect();
+    let progress = Arc::new(Progress::new(common.output, redactor.clone(), &names));
+    let hosts = selected
+        .into_iter()
+        .map(|node| HostRun {
+            node,
+            session: None,
+            outcome: Outcome::Pending,
+            changes: vec![],
+            facts: Default::default(),
+            last_step: String::new(),
+        })
+        .collect();
+    plan.nodes = all_nodes;
+    Ok(Run {
+        plan,
+        progress,
+        redactor,
+        log_dir,
+        concurrency: common.concurrency as usize,
+        hosts,
+    })
+}
+
+async fn up(c: Common) -> i32 {
+    let mut run = match load(&c, None) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    cluster::connect::run(&mut run).await;
+    preflight::gather(&mut run).await;
+    let findings = preflight::check(&run);
+    if findings.iter().any(|f| f.error) {
+        preflight::apply(&mut run, &findings);
+        for i in 0..run.hosts.len() {
+            run.skip(
+                i,
+                "not started: preflight found problems (nothing was changed on any host)",
+            );
+        }
+        return finish(
+            &run,
+            None,
+            "preflight failed: nothing was changed; fix the problems above and run again",
+        )
+        .await;
+    }
+    preflight::apply(&mut run, &findings);
+
+    cluster::prepare::run(&mut run).await;
+
+    let cp = run.control_plane_index();
+    let facts_joined: Vec<(String, bool)> = run
+        .hosts
+        .iter()
+        .map(|h| (h.node.name.clone(), h.facts.yes("kubelet_conf")))
+        .collect();
+    let init = cluster::init::run(&mut run, |registered| {
+        facts_joined
+            .iter()
+            .any(|(name, _)| !registered.iter().any(|n| &n.name == name))
+    })
+    .await;
+    let Some((bootstrap, registered)) = init else {
+        for i in 0..run.hosts.len() {
+            if i != cp {
+                run.skip(i, "the control plane is not up, so this node cannot join");
+            }
+        }
+        return finish(&run, None, "").await;
+    };
+    cluster::join::run(&mut run, &bootstrap, &registered).await;
+    if cluster::network::apply(&mut run).await {
+        cluster::network::wait_ready(&mut run).await;
+    }
+    let kubeconfig = cluster::kubeconfig::fetch(&mut run).await;
+    for i in 0..run.hosts.len() {
+        if matches!(run.hosts[i].outcome, Outcome::Pending) {
+            run.hosts[i].outcome = Outcome::Ok;
+        }
+    }
+    finish(&run, kubeconfig.as_deref(), "").await
+}
+
+async fn close_all(run: &Run) {
+    for h in &run.hosts {
+        if let Some(s) = &h.session {
+            s.close().await;
+        }
+    }
+}
+
+/// Print the per-host summary and pick the exit code.
+async fn finish(run: &Run, kubeconfig: Option<&Path>, headline: &str) -> i32 {
+    close_all(run).await;
+    run.progress.finish();
+    let failed = run.any_failed()
+        || run
+            .hosts
+            .iter()
+            .any(|h| matches!(h.outcome, Outcome::Skipped(_)));
+    let changed: usize = run.hosts.iter().map(|h| h.changes.len()).sum();
+    let elapsed = run.progress.elapsed().as_secs_f64();
+    let inv = run.plan.inventory_file.display().to_string();
+    if run.progress.format() == OutputFormat::Json {
+        let hosts: Vec<_> = run
+            .hosts
+            .iter()
+            .map(|h| {
+                let (status, step, detail, hint) = outcome_parts(h);
+                json!({"host": h.node.name, "role": h.node.role.as_str(), "status": status, "step": step,
+                       "detail": detail, "hint": hint, "changes": h.changes})
+            })
+            .collect();
+        run.progress.json(json!({
+            "event": "summary", "ok": !failed, "changed": changed > 0, "elapsed_s": (elapsed * 10.0).round() / 10.0,
+            "kubeconfig": kubeconfig.map(|p| p.display().to_string()),
+            "logs": run.log_dir.display().to_string(), "hosts": hosts,
+        }));
+        return if failed { EXIT_FAILED } else { EXIT_OK };
+    }
+    let r = &run.redactor;
+    let w = run
+        .hosts
+        .iter()
+        .map(|h| h.node.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    if !headline.is_empty() {
+        println!("{headline}");
+    }
+    println!();
+    println!("{:w$}  {:13}  {:8}  DETAIL", "HOST", "ROLE", "STATUS");
+    for h in &run.hosts {
+        let (status, step, detail, hint) = outcome_parts(h);
+        let detail = match (status, step) {
+            ("failed", Some(s)) => format!("at {s}: {detail}"),
+            ("ok", _) if h.changes.is_empty() => "no changes".to_string(),
+            ("ok", _) => format!("{} changes", h.changes.len()),
+            _ => detail,
+        };
+        println!(
+            "{:w$}  {:13}  {:8}  {}",
+            h.node.name,
+            h.node.role.as_str(),
+            status,
+            r.redact(&detail)
+        );
+        if let Some(hint) = hint {
+            println!("{:w$}  {:13}  {:8}  hint: {}", "", "", "", r.redact(&hint));
+        }
+    }
+    println!();
+    println!(
+        "{} in {:.1}s. Logs: {}",
+        if failed {
+            "Failed"
+        } else if changed == 0 {
+            "Done, nothing changed on any host,"
+        } else {
+            "Done"
+        },
+        elapsed,
+        run.log_dir.display()
+    );
+    if let Some(k) = kubeconfig {
+        println!("Kubeconfig: {}", k.display());
+        if !failed {
+            println!("Next: KUBECONFIG={} kubectl get nodes", k.display());
+        }
+    } else if failed {
+        println!("Next: fix the problems above, then run `kubestrap up -i {inv}` again; it picks up where it stopped.");
+    }
+    if failed {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn outcome_parts(h: &HostRun) -> (&'static str, Option<String>, String, Option<String>) {
+    match &h.outcome {
+        Outcome::Pending | Outcome::Ok => ("ok", None, String::new(), None),
+        Outcome::Failed(e) => (
+            "failed",
+            Some(e.step.clone()),
+            e.message.clone(),
+            e.hint.clone(),
+        ),
+        Outcome::Skipped(why) => ("skipped", None, why.clone(), None),
+    }
+}
+
+async fn check(c: Common) -> i32 {
+    let mut run = match load(&c, None) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    cluster::connect::run(&mut run).await;
+    preflight::gather(&mut run).await;
+    let findings = preflight::check(&run);
+    preflight::apply(&mut run, &findings);
+    for h in run.hosts.iter_mut() {
+        if matches!(h.outcome, Outcome::Pending) {
+            h.outcome = Outcome::Ok;
+        }
+    }
+    finish(&run, None, "").await
+}
+
+async fn kubeconfig(c: Common) -> i32 {
+    let mut run = match load(
+        &c,
+        Some(&|n: &crate::plan::Node| n.role == Role::ControlPlane),
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let path = cluster::kubeconfig::path(&run.plan);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        run.progress.finish();
+        print!("{text}");
+        return EXIT_OK;
+    }
+    cluster::connect::run(&mut run).await;
+    let got = cluster::kubeconfig::fetch(&mut run).await;
+    close_all(&run).await;
+    run.progress.finish();
+    match got.and_then(|p| std::fs::read_to_string(p).ok()) {
+        Some(text) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        None => {
+            for h in &run.hosts {
+                if let Outcome::Failed(e) = &h.outcome {
+                    eprintln!("error: {}: {}: {}", h.node.name, e.step, e.message);
+                }
+            }
+            eprintln!("error: no kubeconfig; has `kubestrap up` finished on this cluster?");
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn exec(a: ExecArgs) -> i32 {
+    let hosts = a.hosts.clone();
+    let role = a.role.clone();
+    let filter = move |n: &crate::plan::Node| {
+        (hosts.is_empty() || hosts.contains(&n.name))
+            && role.as_deref().is_none_or(|r| r == n.role.as_str())
+    };
+    let mut run = match load(&a.common, Some(&filter)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if run.hosts.is_empty() {
+        eprintln!(
+            "error: no host matches --host {:?} --role {:?}",
+            a.hosts, a.role
+        );
+        return EXIT_INPUT;
+    }
+    cluster::connect::run(&mut run).await;
+    let cmd = a
+        .command
+        .iter()
+        .map(|s| crate::ssh::shell_quote(s))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let timeout = run.plan.timeouts.command;
+    let outputs: std::sync::Mutex<Vec<(String, crate::ssh::Output)>> = Default::default();
+    run.each(
+        "exec",
+        |_| true,
+        |_, node, sess| {
+            let cmd = cmd.clone();
+            let outputs = &outputs;
+            async move {
+                let out = sess
+                    .exec_user(&cmd, None, timeout)
+                    .await
+                    .map_err(|e| cluster::StepError::from_ssh("exec", e))?;
+                let code = out.code;
+                outputs.lock().unwrap().push((node.name.clone(), out));
+                if code == Some(0) {
+                    Ok(vec![])
+                } else {
+                    Err(cluster::StepError::new(
+                        "exec",
+                        format!(
+                            "exit code {}",
+                            code.map(|c| c.to_string()).unwrap_or("?".into())
+                        ),
+                    ))
+                }
+            }
+        },
+    )
+    .await;
+    close_all(&run).await;
+    run.progress.finish();
+    let mut outputs = outputs.into_inner().unwrap();
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (host, out) in &outputs {
+        for l in out.stdout.lines() {
+            println!("{host}: {l}");
+        }
+        for l in out.stderr.lines() {
+            eprintln!("{host}: {l}");
+        }
+    }
+    let mut code = EXIT_OK;
+    for h in &run.hosts {
+        if let Outcome::Failed(e) = &h.outcome {
+            eprintln!("{}: failed: {}", h.node.name, e.message);
+            code = EXIT_FAILED;
+        }
+    }
+    code
+}

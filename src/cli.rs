@@ -1,0 +1,58 @@
+//! Command-line types. Doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::progress::OutputFormat;
+
+/// Build a kubeadm Kubernetes cluster over SSH from one inventory file.
+#[derive(Debug, Parser)]
+#[command(name = "kubestrap", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log detail on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The inventory file (YAML).
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// How many hosts to work on at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// text: live progress and a summary; json: one JSON event per line on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the cluster, or converge it: a second run changes nothing on a healthy cluster.
+    Up(Common),
+    /// Connect to every host and run the preflight checks; change nothing.
+    Check(Common),
+    /// Print the admin kubeconfig (fetched from the control plane if not in the state folder).
+    Kubeconfig(Common),
+    /// Run a command on hosts in parallel, as the SSH user.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only these hosts (repeatable).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// Only hosts with this role.
+    #[arg(long, value_parser = ["control-plane", "worker"])]
+    pub role: Option<String>,
+    /// The command and its arguments (after --).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}

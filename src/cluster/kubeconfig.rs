@@ -1,0 +1,113 @@
+//! Phase 7: fetch admin.conf into the state folder (mode 0600), pointing at an address the
+//! console can reach.
+
+use std::path::PathBuf;
+
+use super::init::is_loopback;
+use super::{Run, StepError};
+use crate::plan::Plan;
+
+/// The server URL the console should use.
+pub fn console_server(p: &Plan) -> String {
+    if let Some(e) = &p.control_plane_endpoint {
+        return format!(
+            "https://{}",
+            if e.contains(':') {
+                e.clone()
+            } else {
+                format!("{e}:6443")
+            }
+        );
+    }
+    let cp = p.control_plane();
+    let host = if is_loopback(&cp.address) {
+        &cp.internal_address
+    } else {
+        &cp.address
+    };
+    format!("https://{host}:6443")
+}
+
+/// Replace the `server:` of every cluster in a kubeconfig.
+pub fn rewrite_server(kubeconfig: &str, server: &str) -> String {
+    kubeconfig
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if t.starts_with("server:") {
+                let indent = &l[..l.len() - t.len()];
+                format!("{indent}server: {server}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+pub fn path(p: &Plan) -> PathBuf {
+    p.state_dir.join("kubeconfig")
+}
+
+pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
+    let cp = run.control_plane_index();
+    if !run.hosts[cp].alive() {
+        return None;
+    }
+    let sess = run.hosts[cp].session.clone().unwrap();
+    let p = run.plan.clone();
+    run.progress.step(&run.hosts[cp].node.name, "kubeconfig");
+    let out = match sess
+        .script(
+            "kubeconfig",
+            "cat /etc/kubernetes/admin.conf",
+            p.timeouts.command,
+        )
+        .await
+    {
+        Ok(o) if o.ok() => o,
+        Ok(o) => {
+            run.fail(
+                cp,
+                StepError::new(
+                    "kubeconfig",
+                    format!("cannot read /etc/kubernetes/admin.conf: {}", o.last_line()),
+                ),
+            );
+            return None;
+        }
+        Err(e) => {
+            run.fail(cp, StepError::from_ssh("kubeconfig", e));
+            return None;
+        }
+    };
+    let text = rewrite_server(&out.stdout, &console_server(&p));
+    let dest = path(&p);
+    match crate::state::write_secret(&dest, text.as_bytes()) {
+        Ok(true) => run.hosts[cp]
+            .changes
+            .push(format!("wrote {}", dest.display())),
+        Ok(false) => {}
+        Err(e) => {
+            run.progress
+                .warn(None, &format!("cannot write {}: {e}", dest.display()));
+            return None;
+        }
+    }
+    Some(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_every_server_line_keeping_indent() {
+        let k = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: AAA\n    server: https://10.77.0.11:6443\n  name: lab\n";
+        let r = rewrite_server(k, "https://192.168.56.10:6443");
+        assert!(r.contains("    server: https://192.168.56.10:6443\n"));
+        assert!(!r.contains("10.77.0.11"));
+        assert!(r.contains("certificate-authority-data: AAA"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The cluster phases, run in order by `up`: connect, preflight, prepare, init, join, network,
+//! kubeconfig. One file per phase; this file holds what they share: per-host state, the bounded
+//! parallel runner and the step runner that turns a remote script's output into changes or a
+//! clear error.
+
+pub mod connect;
+pub mod init;
+pub mod join;
+pub mod kubeconfig;
+pub mod network;
+pub mod preflight;
+pub mod prepare;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use crate::plan::{Node, Plan};
+use crate::progress::Progress;
+use crate::redact::Redactor;
+use crate::ssh::{Session, SshError};
+
+/// Why a host stopped.
+#[derive(Debug, Clone)]
+pub struct StepError {
+    pub step: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl StepError {
+    pub fn new(step: &str, message: impl Into<String>) -> Self {
+        StepError {
+            step: step.to_string(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn from_ssh(step: &str, e: SshError) -> Self {
+        let hint = match &e {
+            SshError::Timeout { .. } => Some(
+                "the step did not finish in time; look at the host's log, fix the cause and run again"
+                    .to_string(),
+            ),
+            SshError::Lost(_) => Some("the host or its sshd went away; check it and run again".into()),
+            _ => None,
+        };
+        StepError {
+            step: step.to_string(),
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Pending,
+    Ok,
+    Failed(StepError),
+    Skipped(String),
+}
+
+pub struct HostRun {
+    pub node: Node,
+    pub session: Option<Arc<Session>>,
+    pub outcome: Outcome,
+    pub changes: Vec<String>,
+    pub facts: preflight::Facts,
+    pub last_step: String,
+}
+
+impl HostRun {
+    pub fn alive(&self) -> bool {
+        matches!(self.outcome, Outcome::Pending | Outcome::Ok) && self.session.is_some()
+    }
+}
+
+/// One run of a command against the whole inventory.
+pub struct Run {
+    pub plan: Plan,
+    pub progress: Arc<Progress>,
+    pub redactor: Redactor,
+    pub log_dir: PathBuf,
+    pub concurrency: usize,
+    pub hosts: Vec<HostRun>,
+}
+
+impl Run {
+    /// Run `f` on every host for which `select` is true, at most `concurrency` at once. Each result
+    /// is applied to its host: changes are recorded, an error marks the host failed at that step.
+    pub async fn each<F, Fut, S>(&mut self, step: &str, select: S, f: F)
+    where
+        S: Fn(&HostRun) -> bool,
+        F: Fn(usize, Node, Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<Vec<String>, StepError>>,
+    {
+        let jobs: Vec<(usize, Node, Arc<Session>)> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.alive() && select(h))
+            .map(|(i, h)| (i, h.node.clone(), h.session.clone().unwrap()))
+            .collect();
+        for (i, _, _) in &jobs {
+            self.progress.step(&self.hosts[*i].node.name, step);
+            self.hosts[*i].last_step = step.to_string();
+        }
+        let progress = self.progress.clone();
+        let results: Vec<(usize, Result<Vec<String>, StepError>)> = stream::iter(jobs)
+            .map(|(i, node, sess)| {
+                let fut = f(i, node.clone(), sess);
+                let progress = progress.clone();
+                async move {
+                    let r = fut.await;
+                    if let Err(e) = &r {
+                        progress.done(&node.name, "failed", &format!("{}: {}", e.step, e.message));
+                    }
+                    (i, r)
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, r) in results {
+            match r {
+                Ok(changes) => self.hosts[i].changes.extend(changes),
+                Err(e) => self.hosts[i].outcome = Outcome::Failed(e),
+            }
+        }
+    }
+
+    pub fn fail(&mut self, i: usize, e: StepError) {
+        self.progress.done(
+            &self.hosts[i].node.name,
+            "failed",
+            &format!("{}: {}", e.step, e.message),
+        );
+        self.hosts[i].outcome = Outcome::Failed(e);
+    }
+
+    pub fn skip(&mut self, i: usize, why: &str) {
+        if matches!(self.hosts[i].outcome, Outcome::Pending | Outcome::Ok) {
+            self.progress.done(&self.hosts[i].node.name, "skipped", why);
+            self.hosts[i].outcome = Outcome::Skipped(why.to_string());
+        }
+    }
+
+    pub fn control_plane_index(&self) -> usize {
+        self.hosts
+            .iter()
+            .position(|h| h.node.role == crate::plan::Role::ControlPlane)
+            .expect("plan has a control plane")
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.hosts
+            .iter()
+            .any(|h| matches!(h.outcome, Outcome::Failed(_)))
+    }
+}
+
+/// Run a rendered script on a host and read the `CHANGED`/`FAIL` protocol of templates/scripts/lib.sh.
+pub async fn run_script(
+    sess: &Session,
+    step: &str,
+    script: &str,
+    timeout: Duration,
+) -> Result<(Vec<String>, String), StepError> {
+    let out = sess
+        .script(step, script, timeout)
+        .await
+        .map_err(|e| StepError::from_ssh(step, e))?;
+    let changes = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("CHANGED "))
+        .map(str::to_string)
+        .collect();
+    if out.ok() {
+        return Ok((changes, out.stdout));
+    }
+    Err(script_error(step, &out))
+}
+
+/// Turn a failed remote command into a message: the FAIL line if the script gave one, else the
+/// last lines of stderr; known causes get a hint.
+pub fn script_error(step: &str, out: &crate::ssh::Output) -> StepError {
+    let fails: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL "))
+        .collect();
+    let context: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("FAIL ") && !l.trim().is_empty())
+        .collect();
+    let tail = context[context.len().saturating_sub(4)..].join(" | ");
+    let mut msg = if !fails.is_empty() {
+        fails.join("; ")
+    } else if !tail.is_empty() {
+        tail.clone()
+    } else {
+        format!(
+            "exited with {}",
+            out.code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| out.signal.clone().unwrap_or_default())
+        )
+    };
+    if !fails.is_empty() && !tail.is_empty() {
+        msg = format!("{msg} (remote said: {tail})");
+    }
+    let mut e = StepError::new(step, msg);
+    if out.stderr.contains("a password is required")
+        || out.stderr.contains("a terminal is required")
+    {
+        e = e.hint("the SSH user needs passwordless sudo (e.g. `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER)");
+    }
+    e
+}

@@ -1,0 +1,237 @@
+//! The validated plan: everything a run needs, derived once from the inventory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::inventory::{self, Inventory};
+use crate::ssh::{HostKeyPolicy, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Containerd,
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cni {
+    Flannel,
+    Calico,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub address: String,
+    pub internal_address: String,
+    pub role: Role,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone)]
+pub struct Preload {
+    pub local: PathBuf,
+    pub remote: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub command: Duration,
+    pub packages: Duration,
+    pub images: Duration,
+    pub init: Duration,
+    pub join: Duration,
+    pub ready: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub inventory_file: PathBuf,
+    pub cluster_name: String,
+    /// "1.31.2"
+    pub version: String,
+    pub minor: u32,
+    /// kubeadm config API: v1beta4 for 1.31+, else v1beta3.
+    pub kubeadm_api: &'static str,
+    pub runtime: Runtime,
+    pub cri_socket: &'static str,
+    pub image_repository: String,
+    pub pause_image: String,
+    pub package_repository: String,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+    pub cni: Cni,
+    pub control_plane_endpoint: Option<String>,
+    pub preload: Vec<Preload>,
+    pub nodes: Vec<Node>,
+    pub state_dir: PathBuf,
+    pub timeouts: Timeouts,
+}
+
+pub const FLANNEL_VERSION: &str = "v0.26.1";
+pub const FLANNEL_IMAGE: &str = "ghcr.io/flannel-io/flannel:v0.26.1";
+pub const FLANNEL_CNI_PLUGIN_IMAGE: &str = "ghcr.io/flannel-io/flannel-cni-plugin:v1.5.1-flannel2";
+
+/// kubeadm's pause image tag per minor version (kubeadm's constants.PauseVersion).
+pub fn pause_version(minor: u32) -> &'static str {
+    match minor {
+        0..=24 => "3.7",
+        25 => "3.8",
+        26..=30 => "3.9",
+        31..=33 => "3.10",
+        _ => "3.10.1",
+    }
+}
+
+impl Plan {
+    pub fn from_inventory(inv: &Inventory) -> anyhow::Result<Plan> {
+        let c = &inv.cluster;
+        let v = &c.kubernetes_version;
+        let version = format!("{}.{}.{}", v.major, v.minor, v.patch);
+        let runtime = match c.container_runtime {
+            inventory::Runtime::Containerd => Runtime::Containerd,
+            inventory::Runtime::Docker => Runtime::Docker,
+        };
+        let cni = match c.cni {
+            inventory::Cni::Flannel => Cni::Flannel,
+            inventory::Cni::Calico => Cni::Calico,
+            inventory::Cni::None => Cni::None,
+        };
+        let state_dir = inv.state_dir();
+        let t = &inv.timeouts;
+        let timeouts = Timeouts {
+            connect: t.connect,
+            command: t.command,
+            packages: t.package_install,
+            images: t.image_pull,
+            init: t.kubeadm_init,
+            join: t.kubeadm_join,
+            ready: t.node_ready,
+        };
+        let mut preload = Vec::new();
+        for p in &c.preload_images {
+            let (sha256, size) = sha256_file(p)?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "images.tar".into());
+            preload.push(Preload {
+                local: p.clone(),
+                remote: format!("/var/cache/kubestrap/images/{name}"),
+                sha256,
+                size,
+            });
+        }
+        let nodes = inv
+            .hosts
+            .iter()
+            .map(|h| Node {
+                name: h.name.clone(),
+                address: h.address.to_string(),
+                internal_address: h.internal_address.to_string(),
+                role: match h.role {
+                    inventory::Role::ControlPlane => Role::ControlPlane,
+                    inventory::Role::Worker => Role::Worker,
+                },
+                target: Target {
+                    host_name: h.name.clone(),
+                    address: h.address.to_string(),
+                    port: h.ssh.port,
+                    user: h.ssh.user.clone(),
+                    identity_file: h.ssh.identity_file.clone(),
+                    known_hosts_file: h.ssh.known_hosts_file.clone(),
+                    policy: match h.ssh.host_key_policy {
+                        inventory::HostKeyPolicy::Strict => HostKeyPolicy::Strict,
+                        inventory::HostKeyPolicy::AcceptNew => HostKeyPolicy::AcceptNew,
+                        inventory::HostKeyPolicy::Off => HostKeyPolicy::Off,
+                    },
+                    connect_timeout: timeouts.connect,
+                },
+            })
+            .collect();
+        Ok(Plan {
+            inventory_file: inv.file.clone(),
+            cluster_name: c.name.clone(),
+            minor: v.minor,
+            kubeadm_api: if v.minor >= 31 { "v1beta4" } else { "v1beta3" },
+            cri_socket: match runtime {
+                Runtime::Containerd => "unix:///var/run/containerd/containerd.sock",
+                Runtime::Docker => "unix:///var/run/cri-dockerd.sock",
+            },
+            pause_image: format!("{}/pause:{}", c.image_repository, pause_version(v.minor)),
+            image_repository: c.image_repository.clone(),
+            package_repository: c.package_repository.clone(),
+            pod_subnet: c.pod_subnet.to_string(),
+            service_subnet: c.service_subnet.to_string(),
+            control_plane_endpoint: c.control_plane_endpoint.clone(),
+            version,
+            runtime,
+            cni,
+            preload,
+            nodes,
+            state_dir,
+            timeouts,
+        })
+    }
+
+    pub fn control_plane(&self) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.role == Role::ControlPlane)
+            .expect("validated inventory has a control plane")
+    }
+
+    /// Where workers reach the API server.
+    pub fn api_endpoint(&self) -> String {
+        match &self.control_plane_endpoint {
+            Some(e) if e.contains(':') => e.clone(),
+            Some(e) => format!("{e}:6443"),
+            None => match self
+                .control_plane()
+                .internal_address
+                .parse::<std::net::IpAddr>()
+            {
+                Ok(std::net::IpAddr::V6(a)) => format!("[{a}]:6443"),
+                _ => format!("{}:6443", self.control_plane().internal_address),
+            },
+        }
+    }
+}
+
+pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), size))
+}

@@ -1,0 +1,53 @@
+//! The binary's command-line contract without any host: usage errors, bad inventories, exit codes.
+
+use std::process::Command;
+
+fn kubestrap(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_inventory_exits_2_naming_file_line_and_field() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("inv.yaml");
+    std::fs::write(
+        &p,
+        "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 10.77.0.11\n    role: wroker\n",
+    )
+    .unwrap();
+    let o = kubestrap(&["up", "-i", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("inv.yaml:7:"), "{e}");
+    assert!(e.contains("hosts[0].role"), "{e}");
+    assert!(e.contains("control-plane"), "{e}");
+    // Nothing was created beside a bad inventory.
+    assert!(!d.path().join(".kubestrap").exists());
+}
+
+#[test]
+fn missing_inventory_file_exits_2() {
+    let o = kubestrap(&["check", "-i", "/nonexistent/inventory.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/inventory.yaml"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(kubestrap(&["up"]).status.code(), Some(2));
+    assert_eq!(kubestrap(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(kubestrap(&["exec", "-i", "x.yaml"]).status.code(), Some(2));
+}
+
+#[test]
+fn help_names_every_command() {
+    let o = kubestrap(&["--help"]);
+    assert!(o.status.success());
+    let h = String::from_utf8_lossy(&o.stdout);
+    for c in ["up", "check", "kubeconfig", "exec"] {
+        assert!(h.contains(c), "{h}");
+    }
+}

@@ -1,0 +1,383 @@
+//! End-to-end: `kubestrap up` against the namespaced lab (scripts/lab), asserting what it left on
+//! the hosts. These need root and the lab's packages, so they are `#[ignore]`d in a plain
+//! `cargo test` and run by scripts/test with `--ignored --test-threads=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Lab {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    n: usize,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up(n: usize) -> Lab {
+        let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let o = Self::lab(&["up", &n.to_string()]);
+        assert!(o.status.success(), "lab up {n} failed:\n{}", text(&o));
+        Lab {
+            _guard: guard,
+            n,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn lab(args: &[&str]) -> Output {
+        Command::new(root().join("scripts/lab"))
+            .args(args)
+            .output()
+            .expect("run scripts/lab")
+    }
+
+    /// Write an inventory for the lab into the temp dir and return its path.
+    fn inventory(&self, args: &[&str]) -> PathBuf {
+        let mut a = vec!["inventory", "--hosts"];
+        let n = self.n.to_string();
+        a.push(&n);
+        a.extend_from_slice(args);
+        let o = Self::lab(&a);
+        assert!(o.status.success(), "lab inventory failed:\n{}", text(&o));
+        let p = self.dir.path().join("inventory.yaml");
+        std::fs::write(&p, &o.stdout).unwrap();
+        p
+    }
+
+    /// Run a command on host K as root and return stdout (asserting success).
+    fn sh(&self, k: usize, cmd: &str) -> String {
+        let o = Self::lab(&["ssh", &k.to_string(), "sudo", "sh", "-c", &shell_quote(cmd)]);
+        assert!(
+            o.status.success(),
+            "on host {k}: `{cmd}` failed:\n{}",
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Self::lab(&["down"]);
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn kubestrap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(args)
+        .output()
+        .expect("run kubestrap")
+}
+
+fn up(inv: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["up", "-i", inv.to_str().unwrap()];
+    a.extend_from_slice(extra);
+    let t = std::time::Instant::now();
+    let o = kubestrap(&a);
+    eprintln!(
+        "kubestrap up {:?}: {:.1}s",
+        extra,
+        t.elapsed().as_secs_f64()
+    );
+    o
+}
+
+/// Everything a built cluster must show on its hosts.
+fn assert_cluster(lab: &Lab, inv: &Path, names: &[&str], version: &str, runtime: &str) {
+    for (k, name) in names.iter().enumerate().map(|(i, n)| (i + 1, n)) {
+        assert_eq!(lab.sh(k, "hostname").trim(), *name, "hostname of host {k}");
+        let hosts = lab.sh(k, "cat /etc/hosts");
+        for (j, other) in names.iter().enumerate() {
+            let line = format!("10.77.0.{} {}", 11 + j, other);
+            assert!(
+                hosts.contains(&line),
+                "host {k} /etc/hosts lacks `{line}`:\n{hosts}"
+            );
+        }
+        assert_eq!(lab.sh(k, "sysctl -n net.ipv4.ip_forward").trim(), "1");
+        assert_eq!(
+            lab.sh(k, "sysctl -n net.bridge.bridge-nf-call-iptables")
+                .trim(),
+            "1"
+        );
+        let modules = lab.sh(k, "cat /etc/modules-load.d/k8s.conf");
+        assert!(modules.contains("br_netfilter") && modules.contains("overlay"));
+        let held = lab.sh(k, "apt-mark showhold");
+        for p in ["kubeadm", "kubelet", "kubectl"] {
+            assert!(
+                held.lines().any(|l| l == p),
+                "{p} not held on host {k}: {held}"
+            );
+            let v = lab.sh(k, &format!("dpkg-query -W -f='${{Version}}' {p}"));
+            assert!(
+                v.starts_with(&format!("{version}-")),
+                "{p} on host {k} is {v}, want {version}"
+            );
+        }
+        match runtime {
+            "containerd" => {
+                let cfg = lab.sh(k, "cat /etc/containerd/config.toml");
+                assert!(
+                    cfg.contains("SystemdCgroup = true"),
+                    "containerd config on host {k}"
+                );
+                assert!(
+                    cfg.contains("registry.k8s.io/pause:3.10\""),
+                    "sandbox image on host {k}"
+                );
+                let images = lab.sh(k, "ctr -n k8s.io images ls -q");
+                assert!(
+                    images.contains(&format!("registry.k8s.io/kube-proxy:v{version}")),
+                    "images on host {k}: {images}"
+                );
+            }
+            _ => {
+                let cfg = lab.sh(k, "cat /etc/docker/daemon.json");
+                assert!(
+                    cfg.contains("native.cgroupdriver=systemd"),
+                    "daemon.json on host {k}"
+                );
+                let images = lab.sh(k, "docker images --format '{{.Repository}}:{{.Tag}}'");
+                assert!(
+                    images.contains(&format!("registry.k8s.io/kube-proxy:v{version}")),
+                    "images on host {k}: {images}"
+                );
+            }
+        }
+    }
+    let mode = lab.sh(1, "stat -c %a /etc/kubestrap/kubeadm-init.yaml");
+    assert_eq!(mode.trim(), "600", "the init config holds the token");
+
+    // The node registry on the control plane.
+    let json = lab.sh(
+        1,
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json",
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), names.len(), "nodes: {json}");
+    for (j, name) in names.iter().enumerate() {
+        let node = items
+            .iter()
+            .find(|n| n["metadata"]["name"] == *name)
+            .unwrap_or_else(|| panic!("node {name} not registered: {json}"));
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        assert!(ready, "node {name} not Ready");
+        let ip = node["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"] == "InternalIP")
+            .unwrap()["address"]
+            .clone();
+        assert_eq!(ip, format!("10.77.0.{}", 11 + j), "node IP of {name}");
+        assert_eq!(
+            node["status"]["nodeInfo"]["kubeletVersion"],
+            format!("v{version}")
+        );
+    }
+
+    // The kubeconfig on the console.
+    let kc = inv.parent().unwrap().join(".kubestrap/lab/kubeconfig");
+    let meta = std::fs::metadata(&kc).expect("kubeconfig written");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&kc).unwrap();
+    assert!(text.contains("server: https://10.77.0.11:6443"), "{text}");
+    assert!(inv.parent().unwrap().join(".kubestrap/.gitignore").exists());
+}
+
+/// Every byte kubestrap wrote (stdout, stderr, state folder) must be free of the token.
+fn assert_no_secret(lab: &Lab, inv: &Path, outputs: &[&Output]) {
+    let cfg = lab.sh(1, "cat /etc/kubestrap/kubeadm-init.yaml");
+    let token = cfg
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- token: "))
+        .expect("token in init config")
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(token.len(), 23);
+    let secret = &token[7..];
+    for o in outputs {
+        let t = text(o);
+        assert!(!t.contains(secret), "token secret printed by kubestrap");
+    }
+    let mut stack = vec![inv.parent().unwrap().join(".kubestrap")];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(secret),
+                    "token secret found in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(files >= 2, "expected logs in the state folder");
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn containerd_one_plus_three_then_noop() {
+    let lab = Lab::up(4);
+    let inv = lab.inventory(&[
+        "--version",
+        "1.31.2",
+        "--runtime",
+        "containerd",
+        "--preload",
+    ]);
+    let first = up(&inv, &[]);
+    assert_eq!(first.status.code(), Some(0), "first up:\n{}", text(&first));
+    assert_cluster(
+        &lab,
+        &inv,
+        &["cp1", "w1", "w2", "w3"],
+        "1.31.2",
+        "containerd",
+    );
+
+    let calls_before = lab.sh(2, "wc -l < /var/log/kubestrap-lab/calls.log");
+    let second = up(&inv, &["--output", "json"]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "second up:\n{}",
+        text(&second)
+    );
+    let out = String::from_utf8_lossy(&second.stdout);
+    let summary: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("summary event");
+    assert_eq!(
+        summary["changed"], false,
+        "second up changed something: {summary}"
+    );
+    assert_eq!(summary["ok"], true);
+    // No kubeadm/systemctl calls with side effects on a worker during the no-op run.
+    let calls = lab.sh(2, "cat /var/log/kubestrap-lab/calls.log");
+    let new: Vec<&str> = calls
+        .lines()
+        .skip(calls_before.trim().parse().unwrap())
+        .collect();
+    for c in &new {
+        assert!(
+            !c.contains("join")
+                && !c.contains("restart")
+                && !c.contains("import")
+                && !c.contains("set-hostname"),
+            "no-op run made a changing call on w1: {c}"
+        );
+    }
+    assert_no_secret(&lab, &inv, &[&first, &second]);
+
+    // The other commands against the same cluster.
+    let check = kubestrap(&["check", "-i", inv.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "check:\n{}", text(&check));
+    let ex = kubestrap(&[
+        "exec",
+        "-i",
+        inv.to_str().unwrap(),
+        "--role",
+        "worker",
+        "--",
+        "hostname",
+    ]);
+    assert_eq!(ex.status.code(), Some(0), "exec:\n{}", text(&ex));
+    let so = String::from_utf8_lossy(&ex.stdout);
+    for w in ["w1: w1", "w2: w2", "w3: w3"] {
+        assert!(so.contains(w), "exec output lacks {w}: {so}");
+    }
+    assert!(!so.contains("cp1"));
+    let kc = kubestrap(&["kubeconfig", "-i", inv.to_str().unwrap()]);
+    assert_eq!(kc.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&kc.stdout).contains("server: https://10.77.0.11:6443"));
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn docker_one_plus_two() {
+    let lab = Lab::up(3);
+    let inv = lab.inventory(&["--version", "1.31.2", "--runtime", "docker", "--preload"]);
+    let first = up(&inv, &[]);
+    assert_eq!(first.status.code(), Some(0), "up:\n{}", text(&first));
+    assert_cluster(&lab, &inv, &["cp1", "w1", "w2"], "1.31.2", "docker");
+    let second = up(&inv, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "second up:\n{}",
+        text(&second)
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("nothing changed on any host"),
+        "second up:\n{}",
+        text(&second)
+    );
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn version_1_32_one_plus_one() {
+    let lab = Lab::up(2);
+    let inv = lab.inventory(&["--version", "1.32.1", "--preload"]);
+    let first = up(&inv, &[]);
+    assert_eq!(first.status.code(), Some(0), "up:\n{}", text(&first));
+    assert_cluster(&lab, &inv, &["cp1", "w1"], "1.32.1", "containerd");
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn preflight_problems_are_reported_together_and_change_nothing() {
+    let lab = Lab::up(3);
+    let inv = lab.inventory(&["--version", "1.31.2", "--preload"]);
+    // Occupy the API port on the control plane and the kubelet port on a worker.
+    lab.sh(1, "setsid nohup python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\",6443)); s.listen(); time.sleep(600)' >/dev/null 2>&1 &");
+    lab.sh(3, "setsid nohup python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"0.0.0.0\",10250)); s.listen(); time.sleep(600)' >/dev/null 2>&1 &");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let o = up(&inv, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("port 6443 is already in use"), "{t}");
+    assert!(t.contains("port 10250 is already in use"), "{t}");
+    assert!(t.contains("nothing was changed"), "{t}");
+    // Nothing changed: the hosts keep their lab names and have no kubestrap files.
+    assert_eq!(lab.sh(1, "hostname").trim(), "labhost-1");
+    assert_eq!(
+        lab.sh(2, "test -e /etc/sysctl.d/k8s.conf && echo yes || echo no")
+            .trim(),
+        "no"
+    );
+}
