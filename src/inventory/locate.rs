@@ -234,9 +234,9 @@ pub(crate) fn problem_from_yaml(err: &YamlError, src: &str) -> Problem {
             let found = value_at(src, line, column);
             format!("{found} is not valid here: {}", describe_type(ty, &path))
         }
-        YamlError::Unexpected { expected, .. } => {
+        YamlError::Unexpected { .. } => {
             let hint = shape_hint(&path);
-            format!("wrong type: expected {expected}; {hint}")
+            format!("wrong type: {hint}, found {}", shape_at(src, line, column))
         }
         YamlError::SerdeInvalidType {
             unexpected,
@@ -280,6 +280,22 @@ pub(crate) fn problem_from_yaml(err: &YamlError, src: &str) -> Problem {
         column: column as usize,
         path,
         message,
+    }
+}
+
+/// What kind of node starts at a position, judged from the text: "a list", "a mapping"...
+fn shape_at(src: &str, line: u64, column: u64) -> &'static str {
+    let Some(text) = src.lines().nth(line as usize - 1) else {
+        return "something else";
+    };
+    let rest: String = text.chars().skip(column as usize - 1).collect();
+    let rest = rest.trim_start();
+    if rest.starts_with('[') || rest.starts_with("- ") || rest == "-" {
+        "a list"
+    } else if rest.starts_with('{') || rest.contains(": ") || rest.ends_with(':') {
+        "a mapping"
+    } else {
+        "a single value"
     }
 }
 

@@ -722,7 +722,12 @@ fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
 
     if let Some(e) = &c.control_plane_endpoint {
         let v = e.value.trim();
-        match check_host_port(v) {
+        let checked = if v.contains("://") {
+            Err("no scheme (https://) or path, just host[:port]".to_string())
+        } else {
+            check_host_port(v)
+        };
+        match checked {
             Ok(()) => out.endpoint = Some(v.to_string()),
             Err(why) => ctx.err(
                 at(e),

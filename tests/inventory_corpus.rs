@@ -1,0 +1,135 @@
+//! The bad-input corpus: every file in tests/data/inventories/bad must fail to load with a message
+//! that contains each of its `# expect: <substring>` lines, and every line of that message must
+//! start with `<file>:<line>:<column>: `. Every file in tests/data/inventories/good must load.
+
+use std::path::{Path, PathBuf};
+
+use kubestrap::inventory;
+
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/inventories")
+        .join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn expectations(src: &str) -> Vec<String> {
+    src.lines()
+        .map_while(|l| l.strip_prefix("# expect: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `<file>:<line>:<col>: ` with line and column >= 1.
+fn has_location(line: &str, file: &Path) -> bool {
+    let prefix = format!("{}:", file.display());
+    let Some(rest) = line.strip_prefix(&prefix) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let num = |s: Option<&str>| {
+        s.and_then(|s| s.parse::<usize>().ok())
+            .is_some_and(|n| n >= 1)
+    };
+    num(parts.next()) && num(parts.next()) && parts.next().is_some_and(|m| m.starts_with(' '))
+}
+
+#[test]
+fn bad_inventories_fail_with_the_expected_located_messages() {
+    let files = yaml_files("bad");
+    assert!(files.len() >= 30, "only {} bad inventories", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let src = std::fs::read_to_string(file).unwrap();
+        let expects = expectations(&src);
+        assert!(
+            !expects.is_empty(),
+            "{}: no `# expect:` line",
+            file.display()
+        );
+        let err = match inventory::load(file) {
+            Ok(_) => {
+                failures.push(format!("{}: loaded without error", file.display()));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        println!("{msg}"); // shown with --nocapture: the whole corpus's messages
+        assert!(
+            !err.problems().is_empty(),
+            "{}: not a validation error: {msg}",
+            file.display()
+        );
+        for line in msg.lines() {
+            if !has_location(line, file) {
+                failures.push(format!(
+                    "{}: line without file:line:col: {line}",
+                    file.display()
+                ));
+            }
+        }
+        for e in &expects {
+            if !msg.contains(e.as_str()) {
+                failures.push(format!(
+                    "{}:\n  expected: {e}\n  got:\n    {}",
+                    file.display(),
+                    msg.replace('\n', "\n    ")
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn good_inventories_load() {
+    let files = yaml_files("good");
+    assert!(files.len() >= 3);
+    for file in &files {
+        if let Err(e) = inventory::load(file) {
+            panic!("{}:\n{e}", file.display());
+        }
+    }
+}
+
+#[test]
+fn issue_example_resolves_paths_and_overrides() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/inventories/good/issue3-example.yaml");
+    let inv = inventory::load(&file).unwrap();
+    assert_eq!(inv.cluster.name, "lab");
+    assert_eq!(inv.cluster.kubernetes_version.to_string(), "1.31.2");
+    assert_eq!(
+        inv.cluster.preload_images,
+        vec![file.parent().unwrap().join("images/k8s-v1.31.2.tar")]
+    );
+    assert!(inv.cluster.preload_images[0].is_file());
+    let key = inv.ssh.identity_file.clone().unwrap();
+    assert!(
+        key.is_file() && key.ends_with("keys/id_test"),
+        "{}",
+        key.display()
+    );
+    assert_eq!(inv.hosts.len(), 2);
+    let w = inv.host("worker1").unwrap();
+    assert_eq!(w.address, "127.0.0.1");
+    assert_eq!(w.internal_address.to_string(), "192.168.56.11");
+    assert_eq!(w.ssh.port, 2222);
+    assert_eq!(w.ssh.user, "vagrant");
+    assert_eq!(w.ssh.identity_file, Some(key));
+    assert_eq!(w.role, inventory::Role::Worker);
+    assert_eq!(inv.first_control_plane().name, "master");
+    assert_eq!(inv.api_endpoint(), "192.168.56.10:6443");
+}
