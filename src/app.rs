@@ -45,6 +45,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Check(c) => check(c).await,
             Command::Kubeconfig(c) => kubeconfig(c).await,
             Command::Exec(a) => exec(a).await,
+            Command::VagrantInventory(a) => vagrant_inventory(a),
         }
     })
 }
@@ -405,4 +406,41 @@ async fn exec(a: ExecArgs) -> i32 {
         }
     }
     code
+}
+
+fn vagrant_inventory(a: crate::cli::VagrantArgs) -> i32 {
+    use std::io::Read;
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("error: cannot read stdin: {e}");
+        return EXIT_INPUT;
+    }
+    let mut ips = Vec::new();
+    for ip in &a.ips {
+        match ip.split_once('=') {
+            Some((n, v)) => ips.push((n.to_string(), v.to_string())),
+            None => {
+                eprintln!("error: --ip {ip}: expected NAME=ADDR");
+                return EXIT_INPUT;
+            }
+        }
+    }
+    let hosts = crate::vagrant::parse_ssh_config(&input);
+    let o = crate::vagrant::Options {
+        cluster_name: a.name,
+        version: a.version,
+        control_plane: a.control_plane,
+        ips,
+        private_network: a.private_network,
+    };
+    match crate::vagrant::render(&hosts, &o) {
+        Ok(y) => {
+            print!("{y}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_INPUT
+        }
+    }
 }

@@ -40,6 +40,27 @@ pub enum Command {
     Kubeconfig(Common),
     /// Run a command on hosts in parallel, as the SSH user.
     Exec(ExecArgs),
+    /// Turn `vagrant ssh-config` output (on stdin) into an inventory (on stdout).
+    VagrantInventory(VagrantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VagrantArgs {
+    /// Cluster name.
+    #[arg(long, default_value = "vagrant")]
+    pub name: String,
+    /// Kubernetes version.
+    #[arg(long = "kubernetes-version", default_value = "1.31.2")]
+    pub version: String,
+    /// The control-plane host (default: the first one).
+    #[arg(long)]
+    pub control_plane: Option<String>,
+    /// A host's private-network address, NAME=ADDR (repeatable).
+    #[arg(long = "ip", value_name = "NAME=ADDR")]
+    pub ips: Vec<String>,
+    /// The first host's private-network address; the next hosts get the following addresses.
+    #[arg(long, value_name = "FIRST")]
+    pub private_network: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Args)]

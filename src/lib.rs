@@ -14,3 +14,4 @@ pub mod redact;
 pub mod ssh;
 pub mod state;
 pub mod templates;
+pub mod vagrant;
