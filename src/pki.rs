@@ -116,6 +116,32 @@ pub fn is_valid_bootstrap_token_id(s: &str) -> bool {
     TOKEN_ID_RE.is_match(s)
 }
 
+/// `BootstrapTokenSecretName`: the kube-system Secret holding a token, `bootstrap-token-<id>`.
+pub fn bootstrap_token_secret_name(id: &str) -> String {
+    format!("bootstrap-token-{id}")
+}
+
+/// `secrets.ParseName`: the token ID from a Secret name, if it is a bootstrap-token Secret.
+pub fn parse_secret_name(name: &str) -> Option<&str> {
+    name.strip_prefix("bootstrap-token-")
+        .filter(|id| is_valid_bootstrap_token_id(id))
+}
+
+/// `ValidateBootstrapGroupName`: `system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`.
+pub fn is_valid_bootstrap_group_name(name: &str) -> bool {
+    static GROUP_RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\Asystem:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]\z").unwrap()
+    });
+    GROUP_RE.is_match(name)
+}
+
+/// `ValidateUsages`: every usage is `signing` or `authentication`.
+pub fn is_valid_token_usages<S: AsRef<str>>(usages: &[S]) -> bool {
+    usages
+        .iter()
+        .all(|u| matches!(u.as_ref(), "signing" | "authentication"))
+}
+
 fn random_chars(n: usize) -> String {
     let mut rng = rand::rng(); // ThreadRng: ChaCha12 seeded from the OS, a CSPRNG
     (0..n)
