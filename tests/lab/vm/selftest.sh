@@ -54,7 +54,7 @@ for k in $(seq $N); do
     check "systemctl is-system-running = running" \
         bash -c "out=\$('$LV' ssh $k 'systemctl is-system-running --wait' </dev/null 2>&1); [[ \$out == running ]] || { echo \"\$out\"; '$LV' ssh $k 'systemctl --failed --no-legend' </dev/null; false; }"
     check "hostname labhost-$k" vm_eq "$k" "labhost-$k" hostname
-    check "swap active on /swapfile" vm "$k" 'swapon --show=NAME --noheadings | grep -qx /swapfile'
+    check "swap active on /swapfile" vm "$k" 'grep -q "^/swapfile " /proc/swaps'
     check "swap line in /etc/fstab" vm "$k" "grep -Eq '^[^#]*[[:space:]]swap[[:space:]]' /etc/fstab"
     check "containerd active" vm_eq "$k" active systemctl is-active containerd
     check "containerd default config: cgroupfs (SystemdCgroup false)" \
@@ -80,7 +80,7 @@ check "guest cannot reach the host through NAT (restrict=on)" vm 1 "! timeout 5 
 
 echo "lab repo through the guestfwd relay:"
 check "http://10.0.2.100:8080/ answers" vm 1 'curl -fsS -m 10 -o /dev/null http://10.0.2.100:8080/'
-www=$(cat "$LAB/vm/www" 2>/dev/null || true)
+www=$(cat "$LAB/vm/www.path" 2>/dev/null || true)
 if [[ -n $www ]] && [[ -e $www/debian/Release || -e $www/debian/InRelease ]]; then
     check "apt-get update against the lab repo" vm 1 'sudo apt-get -q update 2>&1 | tee /tmp/apt.log | grep -Eq "^(Err|W:|E:)" && { cat /tmp/apt.log; exit 1; } || exit 0'
     check "apt-cache sees runc from the lab repo" vm 1 'apt-cache policy runc | grep -q "10.0.2.100"'
@@ -106,7 +106,7 @@ done
 if ((up)); then
     ok "VM $k back after reboot ($(since "$t0") s)"
     check "hostname survives reboot" vm_eq "$k" "renamed-$k" hostname
-    check "swap active after reboot" vm "$k" 'swapon --show=NAME --noheadings | grep -qx /swapfile'
+    check "swap active after reboot" vm "$k" 'grep -q "^/swapfile " /proc/swaps'
     check "eth1 address after reboot" vm "$k" "ip -4 -o addr show dev eth1 | grep -q ' 192.168.77.$((10 + k))/24 '"
     check "containerd active after reboot" vm_eq "$k" active systemctl is-active containerd
 else
