@@ -82,6 +82,8 @@ pub struct Plan {
     pub service_subnet: String,
     pub cni: Cni,
     pub control_plane_endpoint: Option<String>,
+    /// `cluster.pki: console`: the CA is made and kept on the console and uploaded before init.
+    pub console_ca: bool,
     pub preload: Vec<Preload>,
     pub nodes: Vec<Node>,
     pub state_dir: PathBuf,
@@ -184,6 +186,7 @@ impl Plan {
             pod_subnet: c.pod_subnet.to_string(),
             service_subnet: c.service_subnet.to_string(),
             control_plane_endpoint: c.control_plane_endpoint.clone(),
+            console_ca: c.pki == inventory::PkiMode::Console,
             version,
             runtime,
             cni,

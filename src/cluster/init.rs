@@ -187,7 +187,13 @@ pub async fn run(
 
     let token = pki::generate_token();
     run.redactor.add(token.expose());
+    let redactor = run.redactor.clone();
     let result = async {
+        let expected_pin = if p.console_ca {
+            Some(upload_console_ca(&p, &sess, &redactor).await?)
+        } else {
+            None
+        };
         let config = render_init(&p, &token).map_err(|e| StepError::new("init", e.to_string()))?;
         sess.put_file(INIT_CONFIG, config.as_bytes(), 0o600, p.timeouts.command)
             .await
@@ -204,6 +210,14 @@ pub async fn run(
             return Err(kubeadm_error("init", &out));
         }
         let pin = fetch_pin(&p, &sess).await?;
+        if let Some(want) = expected_pin {
+            if want != pin {
+                return Err(StepError::new(
+                    "capture",
+                    format!("the cluster CA on the control plane has pin {pin}, not the console's CA {want}"),
+                ));
+            }
+        }
         verify_init_output(&out.stdout, &token, &pin)?;
         Ok(pin)
     }
@@ -287,4 +301,120 @@ pub fn kubeadm_error(step: &str, out: &crate::ssh::Output) -> StepError {
         .collect();
     let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
     StepError::new(step, format!("kubeadm {step} failed: {tail}"))
+}
+
+/// `cluster.pki: console`: load the cluster CA from the state folder (made on first use: RSA 2048,
+/// 10 years, key 0600), upload it to the control plane before init, and return its pin.
+pub async fn upload_console_ca(
+    p: &Plan,
+    sess: &Session,
+    redactor: &crate::redact::Redactor,
+) -> Result<String, StepError> {
+    let (cert, key) = console_ca(&p.state_dir, &p.cluster_name)?;
+    redactor.add(&key);
+    sess.put_file(
+        "/etc/kubernetes/pki/ca.crt",
+        cert.as_bytes(),
+        0o644,
+        p.timeouts.command,
+    )
+    .await
+    .map_err(|e| StepError::from_ssh("init", e))?;
+    sess.put_file(
+        "/etc/kubernetes/pki/ca.key",
+        key.as_bytes(),
+        0o600,
+        p.timeouts.command,
+    )
+    .await
+    .map_err(|e| StepError::from_ssh("init", e))?;
+    pki::ca_pin_from_pem(&cert)
+        .map_err(|e| StepError::new("init", format!("the console CA is invalid: {e}")))
+}
+
+/// The console's CA for this cluster: `pki/ca.crt` and `pki/ca.key` in the state folder.
+pub fn console_ca(
+    state_dir: &std::path::Path,
+    cluster: &str,
+) -> Result<(String, String), StepError> {
+    let dir = state_dir.join("pki");
+    let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    if let (Ok(c), Ok(k)) = (std::fs::read_to_string(&crt), std::fs::read_to_string(&key)) {
+        return Ok((c, k));
+    }
+    let ca = pki::generate_ca(cluster)
+        .map_err(|e| StepError::new("init", format!("cannot make the cluster CA: {e}")))?;
+    let io =
+        |e: std::io::Error| StepError::new("init", format!("cannot write {}: {e}", dir.display()));
+    crate::state::write_secret(&key, ca.key_pem.expose().as_bytes()).map_err(io)?;
+    crate::state::write_secret(&crt, ca.cert_pem.as_bytes()).map_err(io)?;
+    Ok((ca.cert_pem, ca.key_pem.expose().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_ca_is_made_once_kept_0600_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (c1, k1) = console_ca(d.path(), "lab").unwrap();
+        let (c2, k2) = console_ca(d.path(), "lab").unwrap();
+        assert_eq!(
+            (c1.as_str(), k1.as_str()),
+            (c2.as_str(), k2.as_str()),
+            "a rebuilt cluster keeps its CA"
+        );
+        let mode = std::fs::metadata(d.path().join("pki/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(k1.contains("PRIVATE KEY"));
+        assert!(pki::ca_pin_from_pem(&c1).unwrap().starts_with("sha256:"));
+    }
+
+    const PIN1: &str = "sha256:345959acb2c3b2feb87d281961c893f62a314207ef02599f1cc4a5fb255480b3";
+
+    fn init_output(token: &str, hash: &str) -> String {
+        format!("[bootstrap-token] Using token: {token}\n\nYour Kubernetes control-plane has initialized successfully!\n\nThen you can join any number of worker nodes by running the following on each as root:\n\nkubeadm join 10.0.0.10:6443 --token {token} \\\n\t--discovery-token-ca-cert-hash {hash} \n")
+    }
+
+    #[test]
+    fn init_output_must_carry_our_token_and_pin() {
+        let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
+        assert!(
+            verify_init_output(&init_output("abcdef.0123456789abcdef", PIN1), &t, PIN1).is_ok()
+        );
+        let e = verify_init_output(&init_output("zzzzzz.0123456789abcdef", PIN1), &t, PIN1)
+            .unwrap_err();
+        assert!(
+            e.message.contains("not the one kubestrap generated"),
+            "{}",
+            e.message
+        );
+        let other = "sha256:d1ef16989563fe7775f81a7dc55ce16a467ca9baedae2d081cb0a068b6a81971";
+        let e = verify_init_output(&init_output("abcdef.0123456789abcdef", other), &t, PIN1)
+            .unwrap_err();
+        assert!(e.message.contains("refusing to join"), "{}", e.message);
+        assert!(verify_init_output("no join command here", &t, PIN1).is_err());
+    }
+
+    #[test]
+    fn kubeadm_preflight_errors_are_quoted() {
+        let out = crate::ssh::Output {
+            stdout: "[init] Using Kubernetes version: v1.31.2\n[preflight] Running pre-flight checks\n".into(),
+            stderr: "error execution phase preflight: [preflight] Some fatal errors occurred:\n\t[ERROR Port-6443]: Port 6443 is in use\n\t[ERROR FileContent--proc-sys-net-ipv4-ip_forward]: /proc/sys/net/ipv4/ip_forward contents are not set to 1\n".into(),
+            code: Some(1),
+            signal: None,
+        };
+        let e = kubeadm_error("init", &out);
+        assert!(
+            e.message.contains("[ERROR Port-6443]: Port 6443 is in use"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("ip_forward"), "{}", e.message);
+    }
 }
