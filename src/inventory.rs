@@ -30,7 +30,8 @@ pub const VAGRANT_NAT_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 
 pub struct Inventory {
     /// The inventory file as given.
     pub file: PathBuf,
-    /// The directory holding it; relative paths in the inventory are resolved against it.
+    /// The directory holding it (made absolute); relative paths in the inventory are resolved
+    /// against it.
     pub dir: PathBuf,
     pub cluster: Cluster,
     /// The top-level `ssh:` defaults, resolved (before any host override).
@@ -394,6 +395,8 @@ pub fn parse(src: &str, file: &Path) -> Result<Inventory, InventoryError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Absolute, so resolved paths survive a change of working directory.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let home = std::env::var_os("HOME").map(PathBuf::from);
     validate::validate(raw, file, &dir, home.as_deref()).map_err(invalid)
 }

@@ -410,9 +410,9 @@ pub fn parse_join_command(output: &str) -> Result<Vec<JoinCommand>, PkiError> {
                     // skip it and a value if one follows.
                     if inline.is_none() {
                         if let Some(next) = words.get(i + 1) {
-                            if !next.starts_with("--")
-                                && !(endpoint.is_none() && looks_like_endpoint(next))
-                            {
+                            let flag_or_endpoint = next.starts_with("--")
+                                || (endpoint.is_none() && looks_like_endpoint(next));
+                            if !flag_or_endpoint {
                                 i += 1;
                             }
                         }

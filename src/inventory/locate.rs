@@ -141,8 +141,8 @@ pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -305,11 +305,7 @@ fn value_at(src: &str, line: u64, column: u64) -> String {
         return "this value".into();
     };
     let rest: String = text.chars().skip(column as usize - 1).collect();
-    let v = rest
-        .split(|c: char| c == ',' || c == '}' || c == ']' || c == '#')
-        .next()
-        .unwrap_or("")
-        .trim();
+    let v = rest.split([',', '}', ']', '#']).next().unwrap_or("").trim();
     if v.is_empty() {
         "this value".into()
     } else {

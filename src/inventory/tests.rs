@@ -62,8 +62,8 @@ fn minimal_inventory_gets_defaults() {
     assert!(h.ssh.known_hosts_file.ends_with(".ssh/known_hosts"));
     assert_eq!(inv.timeouts, Timeouts::default());
     assert_eq!(inv.api_endpoint(), "192.168.56.10:6443");
-    assert_eq!(inv.dir, PathBuf::from("."));
-    assert_eq!(inv.state_dir(), PathBuf::from("./.kubestrap/lab"));
+    assert!(inv.dir.is_absolute());
+    assert_eq!(inv.state_dir(), inv.dir.join(".kubestrap/lab"));
 }
 
 #[test]
@@ -395,4 +395,19 @@ fn path_index_names_nested_nodes() {
     assert_eq!(idx.path_at(6, 13, false), Some("hosts[0].ssh.port"));
     // Between nodes: the closest one before.
     assert_eq!(idx.path_at(6, 20, false), Some("hosts[0].ssh.port"));
+}
+
+#[test]
+fn yaml_scalar_quirks() {
+    // Quoted numbers, YAML 1.1 booleans and unquoted versions keep their text.
+    let inv = ok(&BASE.replace("\"1.31.2\"", "1.31.2").replace(
+        "    role: control-plane",
+        "    role: control-plane\n    ssh: {port: \"2222\", hostKeyPolicy: off, user: yes}",
+    ));
+    assert_eq!(inv.hosts[0].ssh.port, 2222);
+    assert_eq!(inv.hosts[0].ssh.host_key_policy, HostKeyPolicy::Off);
+    assert_eq!(inv.hosts[0].ssh.user, "yes");
+    // An explicit null is "missing".
+    let e = err(&BASE.replace("  name: lab", "  name:"));
+    assert!(e.contains("cluster.name: missing field `name`"), "{e}");
 }
