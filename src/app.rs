@@ -85,6 +85,11 @@ fn load(
         None => all_nodes.clone(),
     };
     let redactor = Redactor::new();
+    for n in &plan.nodes {
+        if let Some(pw) = &n.target.sudo_password {
+            redactor.add(pw);
+        }
+    }
     let names: Vec<String> = selected.iter().map(|n| n.name.clone()).collect();
     let progress = Arc::new(Progress::new(common.output, redactor.clone(), &names));
     let hosts = selected

@@ -144,6 +144,16 @@ impl Plan {
                 size,
             });
         }
+        for h in &inv.hosts {
+            if let Some(var) = &h.ssh.sudo_password_env {
+                if std::env::var_os(var).is_none() {
+                    anyhow::bail!(
+                        "hosts {}: ssh.sudoPasswordEnv names ${var}, which is not set; export it (e.g. `read -s {var}; export {var}`)",
+                        h.name
+                    );
+                }
+            }
+        }
         let nodes = inv
             .hosts
             .iter()
@@ -168,6 +178,11 @@ impl Plan {
                         inventory::HostKeyPolicy::Off => HostKeyPolicy::Off,
                     },
                     connect_timeout: timeouts.connect,
+                    sudo_password: h
+                        .ssh
+                        .sudo_password_env
+                        .as_ref()
+                        .and_then(|v| std::env::var(v).ok()),
                 },
             })
             .collect();

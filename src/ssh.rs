@@ -34,6 +34,8 @@ pub struct Target {
     pub known_hosts_file: PathBuf,
     pub policy: HostKeyPolicy,
     pub connect_timeout: Duration,
+    /// Fed to `sudo -S` on standard input when set (never on a command line).
+    pub sudo_password: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +110,9 @@ impl client::Handler for ClientHandler {
                 }
                 Ok(false) => KeyVerdict::Unknown(fingerprint),
                 Err(keys::Error::KeyChanged { line }) => KeyVerdict::Changed { fingerprint, line },
-                Err(e) => KeyVerdict::Error(format!(
-                    "cannot read {}: {e}",
-                    self.known_hosts.display()
-                )),
+                Err(e) => {
+                    KeyVerdict::Error(format!("cannot read {}: {e}", self.known_hosts.display()))
+                }
             }
         };
         let ok = matches!(
@@ -203,7 +204,7 @@ pub struct Session {
     pub target: Target,
     handle: Handle<ClientHandler>,
     pub log: Arc<HostLog>,
-    /// `sudo -n` prefix, empty for root logins.
+    /// `sudo -n ` (or `sudo -S -p '' ` with a password), empty for root logins.
     sudo: &'static str,
     pub key_note: Option<String>,
 }
@@ -288,9 +289,11 @@ impl Session {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 return Err(match verdict {
-                    Some(v @ (KeyVerdict::Unknown(_) | KeyVerdict::Changed { .. } | KeyVerdict::Error(_))) => {
-                        SshError::HostKey(host_key_message(&target, &v))
-                    }
+                    Some(
+                        v @ (KeyVerdict::Unknown(_)
+                        | KeyVerdict::Changed { .. }
+                        | KeyVerdict::Error(_)),
+                    ) => SshError::HostKey(host_key_message(&target, &v)),
                     _ => SshError::Connect {
                         addr,
                         reason: e.to_string(),
@@ -303,9 +306,9 @@ impl Session {
                 "recorded new host key {fp} in {}",
                 target.known_hosts_file.display()
             )),
-            Some(KeyVerdict::Unchecked(fp)) => Some(format!(
-                "host key {fp} NOT checked (hostKeyPolicy: off)"
-            )),
+            Some(KeyVerdict::Unchecked(fp)) => {
+                Some(format!("host key {fp} NOT checked (hostKeyPolicy: off)"))
+            }
             _ => None,
         };
 
@@ -352,7 +355,11 @@ impl Session {
                 reason: last_err,
             });
         }
-        let sudo = if target.user == "root" { "" } else { "sudo -n " };
+        let sudo = if target.user == "root" {
+            ""
+        } else {
+            "sudo -n "
+        };
         Ok(Session {
             target,
             handle,
@@ -381,8 +388,10 @@ impl Session {
         timeout: Duration,
     ) -> Result<Output, SshError> {
         let cmd = format!("{}sh -s", self.sudo);
-        self.log.write(&format!("# step {label}: script\n{script}\n"));
-        self.run(&cmd, Some(script.as_bytes()), timeout, label).await
+        self.log
+            .write(&format!("# step {label}: script\n{script}\n"));
+        self.run(&cmd, Some(script.as_bytes()), timeout, label)
+            .await
     }
 
     /// Run a command as root with data on its standard input.
@@ -393,7 +402,23 @@ impl Session {
         timeout: Duration,
     ) -> Result<Output, SshError> {
         let full = format!("{}sh -c {}", self.sudo, shell_quote(cmd));
-        self.run(&full, Some(stdin), timeout, cmd).await
+        let stdin = self.with_password(stdin);
+        self.run(&full, Some(&stdin), timeout, cmd).await
+    }
+
+    /// With `sudo -S`, the password is the first line of standard input; sudo reads just that
+    /// line and the command gets the rest.
+    fn with_password(&self, data: &[u8]) -> Vec<u8> {
+        match (&self.target.sudo_password, self.sudo.starts_with("sudo -S")) {
+            (Some(pw), true) => {
+                let mut v = Vec::with_capacity(pw.len() + 1 + data.len());
+                v.extend_from_slice(pw.as_bytes());
+                v.push(b'\n');
+                v.extend_from_slice(data);
+                v
+            }
+            _ => data.to_vec(),
+        }
     }
 
     /// Write `data` to `path` as root with `mode`, only when the content differs.
@@ -410,7 +435,10 @@ impl Session {
             "set -e; umask 077; d=$(dirname {q}); mkdir -p \"$d\"; t=$(mktemp \"$d/.kubestrap.XXXXXX\"); cat > \"$t\"; \
              if cmp -s \"$t\" {q}; then rm -f \"$t\"; echo unchanged; else chmod {mode:o} \"$t\"; mv -f \"$t\" {q}; echo changed; fi"
         );
-        self.log.write(&format!("# put {path} ({} bytes, mode {mode:o})\n", data.len()));
+        self.log.write(&format!(
+            "# put {path} ({} bytes, mode {mode:o})\n",
+            data.len()
+        ));
         let out = self.root_with_stdin(&cmd, data, timeout).await?;
         if !out.ok() {
             return Err(SshError::Lost(format!(
@@ -496,7 +524,9 @@ impl Session {
         }
         self.log.write(&format!(
             "# exit {} in {:.1}s\n",
-            out.code.map(|c| c.to_string()).unwrap_or_else(|| out.signal.clone().unwrap_or_default()),
+            out.code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| out.signal.clone().unwrap_or_default()),
             started.elapsed().as_secs_f64()
         ));
         Ok(out)
@@ -535,8 +565,7 @@ fn host_key_message(target: &Target, v: &KeyVerdict) -> String {
 /// Quote a string for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
     {
         return s.to_string();
