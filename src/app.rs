@@ -119,8 +119,12 @@ async fn up(c: Common) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    cluster::watch_ctrl_c(run.progress.clone());
     cluster::connect::run(&mut run).await;
     preflight::gather(&mut run).await;
+    if cluster::interrupted() {
+        return stop_interrupted(&mut run).await;
+    }
     let findings = preflight::check(&run);
     if findings.iter().any(|f| f.error) {
         preflight::apply(&mut run, &findings);
@@ -140,6 +144,9 @@ async fn up(c: Common) -> i32 {
     preflight::apply(&mut run, &findings);
 
     cluster::prepare::run(&mut run).await;
+    if cluster::interrupted() {
+        return stop_interrupted(&mut run).await;
+    }
 
     let cp = run.control_plane_index();
     let facts_joined: Vec<(String, bool)> = run
@@ -162,6 +169,9 @@ async fn up(c: Common) -> i32 {
         return finish(&run, None, "").await;
     };
     cluster::join::run(&mut run, &bootstrap, &registered).await;
+    if cluster::interrupted() {
+        return stop_interrupted(&mut run).await;
+    }
     if cluster::network::apply(&mut run).await {
         cluster::network::wait_ready(&mut run).await;
     }
@@ -172,6 +182,21 @@ async fn up(c: Common) -> i32 {
         }
     }
     finish(&run, kubeconfig.as_deref(), "").await
+}
+
+async fn stop_interrupted(run: &mut Run) -> i32 {
+    for i in 0..run.hosts.len() {
+        if matches!(run.hosts[i].outcome, Outcome::Pending | Outcome::Ok) {
+            let at = run.hosts[i].last_step.clone();
+            run.skip(i, &format!("interrupted after step `{at}`"));
+        }
+    }
+    finish(
+        run,
+        None,
+        "Interrupted: run `kubestrap up` again to continue; finished steps are not repeated",
+    )
+    .await
 }
 
 async fn close_all(run: &Run) {

@@ -13,6 +13,7 @@ pub mod prepare;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,35 @@ use crate::plan::{Node, Plan};
 use crate::progress::Progress;
 use crate::redact::Redactor;
 use crate::ssh::{Session, SshError};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C was pressed: start no new step.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// First Ctrl-C: stop starting steps, give running ones a grace period. Second: exit at once.
+pub fn watch_ctrl_c(progress: Arc<Progress>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            progress.say("interrupted: starting no new steps; waiting up to 10s for running ones (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted twice: quitting; hosts may be half-way through a step");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// Resolves 10s after an interrupt: running steps are abandoned then.
+async fn grace_over() {
+    while !interrupted() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+}
 
 /// Why a host stopped.
 #[derive(Debug, Clone)]
@@ -118,8 +148,17 @@ impl Run {
             .map(|(i, node, sess)| {
                 let fut = f(i, node.clone(), sess);
                 let progress = progress.clone();
+                let step = step.to_string();
                 async move {
-                    let r = fut.await;
+                    let r = if interrupted() {
+                        Err(StepError::new(&step, "interrupted (Ctrl-C) before this step started"))
+                    } else {
+                        tokio::select! {
+                            r = fut => r,
+                            _ = grace_over() => Err(StepError::new(&step, "interrupted (Ctrl-C) while this step was running; the host may be part-way through it")
+                                .hint("run `kubestrap up` again to finish it")),
+                        }
+                    };
                     if let Err(e) = &r {
                         progress.done(&node.name, "failed", &format!("{}: {}", e.step, e.message));
                     }
