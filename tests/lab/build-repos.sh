@@ -265,6 +265,6 @@ main() {
     rm -rf "$OUT"
     mv "$OUT.tmp" "$OUT"
 }
-[[ -n ${LAB_UNDER_TINI:-} ]] || LAB_UNDER_TINI=1 exec tini -s -- "$0" "$@"
+if [[ -z ${LAB_UNDER_TINI:-} ]] && command -v tini >/dev/null; then LAB_UNDER_TINI=1 exec tini -s -- "$0" "$@"; fi
 trap stop_agents EXIT
 main

@@ -3,7 +3,7 @@
 # by hand over ssh (as a user would), asserts the outcomes, always tears down.
 # Prints PASS/FAIL per check and a closing line `selftest: N passed, M failed`; exits non-zero on failure.
 # Needs root. Usage: tests/lab/selftest.sh
-set -uo pipefail
+set -u
 SRC=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 LABCMD=$SRC/scripts/lab
 LAB=${KUBESTRAP_LAB_DIR:-/var/tmp/kubestrap-lab}
