@@ -322,9 +322,10 @@ fn looks_like_endpoint(s: &str) -> bool {
             None => return false,
         }
     } else {
+        // kubeadm always prints host:port (the kubeconfig server URL without https://).
         match s.rsplit_once(':') {
             Some((h, p)) if p.parse::<u16>().is_ok() => h,
-            _ => s,
+            _ => return false,
         }
     };
     !host.is_empty()
@@ -358,6 +359,7 @@ pub fn parse_join_command(output: &str) -> Result<Vec<JoinCommand>, PkiError> {
         let mut control_plane = false;
         let mut key: Option<CertificateKey> = None;
         let mut key_withheld = false;
+        let mut saw_flag = false;
         let value = |i: usize, flag: &str| -> Result<&str, PkiError> {
             match words.get(i + 1) {
                 Some(v) if !v.starts_with("--") => Ok(v),
@@ -383,6 +385,7 @@ pub fn parse_join_command(output: &str) -> Result<Vec<JoinCommand>, PkiError> {
                     }
                 }
             };
+            saw_flag |= flag.starts_with("--");
             match flag {
                 "--token" => {
                     let v = take(&mut i)?;
@@ -423,8 +426,8 @@ pub fn parse_join_command(output: &str) -> Result<Vec<JoinCommand>, PkiError> {
             }
             i += 1;
         }
-        let Some(endpoint) = endpoint else {
-            // "kubeadm join" in prose, not a command.
+        let (Some(endpoint), true) = (endpoint, saw_flag) else {
+            // "kubeadm join" in prose (e.g. "kubeadm join phase ..."), not a join command.
             continue;
         };
         let Some(token) = token else {
@@ -586,6 +589,23 @@ mod tests {
         .is_err());
         assert!(parse_join_command(&format!("kubeadm join 1.2.3.4:6443 --token ABCDEF.0123456789abcdef --discovery-token-ca-cert-hash {PIN1}")).is_err());
         assert!(parse_join_command("kubeadm join 1.2.3.4:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:1234").is_err());
+    }
+
+    #[test]
+    fn join_ignores_prose_and_reads_crlf() {
+        let out = format!(
+            "[WARNING] run 'kubeadm join' again, or kubeadm join phase kubelet-start to retry\r\nkubeadm join 10.0.0.10:6443 --token abcdef.0123456789abcdef \\\r\n\t--discovery-token-ca-cert-hash {PIN1} \r\n"
+        );
+        let c = parse_join_command(&out).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].endpoint, "10.0.0.10:6443");
+    }
+
+    #[test]
+    fn pem_with_surrounding_text() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIDRDCCAiygAwIBAgIJAJgVaCXvC6HkMA0GCSqGSIb3DQEBBQUAMB8xHTAbBgNV\n";
+        assert!(ca_pin_from_pem(pem).is_err());
+        assert!(ca_pin_from_pem("").is_err());
     }
 
     #[test]

@@ -176,6 +176,14 @@ fn pin_vectors() {
     assert_eq!(pki::ca_pins_from_pem(&bundle).unwrap(), vec![PIN1, PIN2]);
     assert_eq!(pki::ca_pin_from_pem(&bundle).unwrap(), PIN1);
     assert!(pki::ca_pin_from_pem("no pem here").is_err());
+    // Text around the PEM (e.g. a shell's noise) and CRLF line ends don't matter.
+    let noisy = format!(
+        "sudo: unable to resolve host x\n{}\ntrailer\n",
+        read("test-cert.pem")
+    );
+    assert_eq!(pki::ca_pin_from_pem(&noisy).unwrap(), PIN1);
+    let crlf = read("test-cert.pem").replace('\n', "\r\n");
+    assert_eq!(pki::ca_pin_from_pem(&crlf).unwrap(), PIN1);
 
     // TestSet: Allow(...) parsing.
     for case in v["allow_parsing"].as_array().unwrap() {

@@ -945,6 +945,8 @@ pub(crate) fn validate(
                 Some(format!(
                     "{ip} is the Vagrant NAT address{from}: every Vagrant VM has 10.0.2.15 on its NAT interface, so nodes would all share one IP; set internalAddress to the host-only address (e.g. 192.168.56.11)"
                 ))
+            } else if ip.is_ipv6() && !ip.is_loopback() {
+                Some(format!("{ip}{from} is an IPv6 address; kubestrap builds IPv4 clusters only, so the node IP must be IPv4 (SSH itself may use IPv6 in address)"))
             } else if ip.is_loopback() {
                 Some(format!("{ip} is a loopback address; the node IP can't be loopback: use the address other nodes reach this host on"))
             } else if ip.is_unspecified() || ip.is_multicast() {
