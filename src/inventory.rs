@@ -215,6 +215,29 @@ impl HostKeyPolicy {
     }
 }
 
+/// `FromStr` (the inventory spelling, e.g. for `--role worker`) and `Display` for the value enums.
+macro_rules! spelled {
+    ($($t:ident: $($v:ident),+;)+) => {$(
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                [$($t::$v),+]
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| format!("{s:?} is not one of: {}", $t::ALLOWED.join(", ")))
+            }
+        }
+    )+};
+}
+
+spelled! {
+    Runtime: Containerd, Docker;
+    Cni: Flannel, Calico, None;
+    PkiMode: Kubeadm, Console;
+    Role: ControlPlane, Worker;
+    HostKeyPolicy: Strict, AcceptNew, Off;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     /// Node name and hostname (RFC 1123 label, unique).

@@ -411,3 +411,24 @@ fn yaml_scalar_quirks() {
     let e = err(&BASE.replace("  name: lab", "  name:"));
     assert!(e.contains("cluster.name: missing field `name`"), "{e}");
 }
+
+#[test]
+fn enums_parse_their_inventory_spelling() {
+    assert_eq!("control-plane".parse::<Role>(), Ok(Role::ControlPlane));
+    assert_eq!(
+        "accept-new".parse::<HostKeyPolicy>(),
+        Ok(HostKeyPolicy::AcceptNew)
+    );
+    assert_eq!("none".parse::<Cni>(), Ok(Cni::None));
+    assert!("master"
+        .parse::<Role>()
+        .unwrap_err()
+        .contains("control-plane, worker"));
+    for r in [Runtime::Containerd, Runtime::Docker] {
+        assert_eq!(r.as_str().parse::<Runtime>(), Ok(r));
+    }
+    assert_eq!(
+        Runtime::Docker.cri_socket(),
+        "unix:///var/run/cri-dockerd.sock"
+    );
+}
