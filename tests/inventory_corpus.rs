@@ -133,3 +133,40 @@ fn issue_example_resolves_paths_and_overrides() {
     assert_eq!(inv.first_control_plane().name, "master");
     assert_eq!(inv.api_endpoint(), "192.168.56.10:6443");
 }
+
+/// Cheap robustness: every one-line deletion, duplication or truncation of the good inventories
+/// either loads or fails with located problems — never a panic, never an unlocated message.
+#[test]
+fn mutations_of_good_inventories_never_panic() {
+    let mut checked = 0;
+    for file in yaml_files("good") {
+        let src = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = src.lines().collect();
+        let mut variants = Vec::new();
+        for i in 0..lines.len() {
+            let mut del = lines.clone();
+            del.remove(i);
+            variants.push(del.join("\n"));
+            let mut dup = lines.clone();
+            dup.insert(i, lines[i]);
+            variants.push(dup.join("\n"));
+            variants.push(lines[..i].join("\n"));
+            let mut nulled = lines.clone();
+            let l = lines[i];
+            if let Some(p) = l.find(": ") {
+                let s = format!("{}:", &l[..p]);
+                nulled[i] = &s;
+                variants.push(nulled.join("\n"));
+            }
+        }
+        for v in variants {
+            checked += 1;
+            if let Err(e) = inventory::parse(&v, &file) {
+                for line in e.to_string().lines() {
+                    assert!(has_location(line, &file), "unlocated: {line}\nfor:\n{v}");
+                }
+            }
+        }
+    }
+    assert!(checked > 100);
+}

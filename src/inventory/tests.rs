@@ -432,3 +432,22 @@ fn enums_parse_their_inventory_spelling() {
         "unix:///var/run/cri-dockerd.sock"
     );
 }
+
+#[test]
+fn odd_inputs_give_located_errors() {
+    for (src, want) in [
+        ("cluster: ~\nhosts:\n  -\n", "hosts[0]"),
+        ("cluster:\n  name: lab\n  kubernetesVersion: 1.31.2\nhosts:\n  - name: ü\n    address: 10.1.1.1\n    role: worker\n", "hosts[0].name: \"ü\" is not a valid host name"),
+        ("cluster: {name: lab, kubernetesVersion: 1.31.2}\nhosts: [{name: a, address: 10.1.1.1, role: control-plane}]\nssh: {port: -1}\n", "3:13: ssh.port: \"-1\" is not valid here"),
+        ("cluster: {name: lab, kubernetesVersion: 1.31.2}\nhosts: [{name: a, address: 10.1.1.1, role: control-plane}]\ntimeouts: {connect: 0s}\n", "timeouts.connect: a timeout must be longer than 0s"),
+        ("&a cluster: *a\n", ":1:"),
+        ("cluster: !!binary aGVsbG8=\n", ":1:"),
+    ] {
+        let e = err(src);
+        println!("{e}");
+        assert!(e.contains(want), "{src:?}:\n{e}");
+        for line in e.lines() {
+            assert!(line.starts_with("inventory.yaml:"), "{line}");
+        }
+    }
+}
