@@ -1,0 +1,638 @@
+#!/usr/bin/python3
+"""Long-running parts of the lab stand-ins.
+
+  kslab_daemon.py apiserver   HTTPS API on :6443 (+ plain listeners 10257 10259 2379 2380)
+  kslab_daemon.py kubelet     listener on :10250, healthz on 127.0.0.1:10248, node heartbeat to the API
+
+Started detached by `kubeadm init` / `kubeadm join` (own session, PID file under
+/var/lib/kubestrap-lab/pids/), stopped by `kubeadm reset` by that PID.
+"""
+import http.server
+import json
+import os
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, "/usr/share/kubestrap-lab")
+import kslab_common as C  # noqa: E402
+
+API_STATE = C.STATE + "/apiserver.json"
+API_CONF = C.STATE + "/apiserver-daemon.json"
+KUBELET_CONF = C.STATE + "/kubelet-daemon.json"
+HEARTBEAT_EVERY = 10.0
+NODE_GRACE = 40.0
+
+
+def log(msg):
+    sys.stderr.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+def listen_plain(addr, port, http_ok=False):
+    def run():
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, port))
+            s.listen(16)
+        except OSError as e:
+            log("listener %s:%d: %s" % (addr, port, e))
+            return
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                continue
+            try:
+                if http_ok:
+                    c.settimeout(2)
+                    try:
+                        c.recv(4096)
+                    except OSError:
+                        pass
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                              b"Connection: close\r\n\r\nok")
+            except OSError:
+                pass
+            finally:
+                c.close()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+# ----------------------------------------------------------------------------------------------
+# API state
+
+class State:
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.RLock()
+        self.d = C.load_json(path, None) or {"cluster": {}, "tokens": {}, "nodes": {}, "objects": {}}
+        for k in ("cluster", "tokens", "nodes", "objects"):
+            self.d.setdefault(k, {})
+
+    def save(self):
+        C.save_json(self.path, self.d)
+
+    def valid_token(self, tok):
+        m = C.TOKEN_RE.match(tok or "")
+        if not m:
+            return False
+        t = self.d["tokens"].get(m.group(1))
+        if not t or t.get("secret") != m.group(2):
+            return False
+        exp = t.get("expires")
+        if exp is not None and exp < time.time():
+            return False
+        return "authentication" in (t.get("usages") or ["authentication"])
+
+    def live_tokens(self):
+        now = time.time()
+        return {i: t for i, t in self.d["tokens"].items() if t.get("expires") is None or t["expires"] >= now}
+
+
+def status_obj(code, reason, message, details=None):
+    d = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+         "reason": reason, "code": code}
+    if details:
+        d["details"] = details
+    return d
+
+
+def cni_state(objects, pod_subnet):
+    """-> (network_ok, reason, images the CNI pods need)."""
+    flannel_ds = None
+    calico = None
+    for key, o in objects.items():
+        kind = o.get("kind")
+        name = (o.get("metadata") or {}).get("name", "")
+        if kind == "DaemonSet" and "flannel" in name:
+            flannel_ds = o
+        if (kind == "DaemonSet" and name == "calico-node") or (kind == "Installation" and "tigera" in
+                                                                 o.get("apiVersion", "")):
+            calico = o
+    def ds_images(ds):
+        spec = (((ds or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        imgs = []
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            if c.get("image"):
+                imgs.append(c["image"])
+        return imgs
+    if flannel_ds is not None:
+        net = None
+        for key, o in objects.items():
+            if o.get("kind") == "ConfigMap" and "flannel" in (o.get("metadata") or {}).get("name", ""):
+                raw = (o.get("data") or {}).get("net-conf.json")
+                try:
+                    net = json.loads(raw).get("Network") if raw else None
+                except (ValueError, AttributeError):
+                    net = "<invalid net-conf.json>"
+        if not pod_subnet:
+            return False, "flannel: pod cidr not assigned (no podSubnet)", ds_images(flannel_ds)
+        if net != pod_subnet:
+            return False, "flannel Network %s != podSubnet %s" % (net, pod_subnet), ds_images(flannel_ds)
+        return True, "", ds_images(flannel_ds)
+    if calico is not None:
+        return True, "", ds_images(calico) if calico.get("kind") == "DaemonSet" else []
+    return False, "cni plugin not initialized", []
+
+
+def short_image(ref):
+    return C.normalize_ref(ref)
+
+
+def node_ready(st, node):
+    """-> (status 'True'|'False'|'Unknown', reason, message)."""
+    now = time.time()
+    hb = node.get("lastHeartbeat") or 0
+    if now - hb > NODE_GRACE:
+        return "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."
+    if node.get("neverReady"):
+        return "False", "KubeletNotReady", ("container runtime network not ready: NetworkReady=false "
+                                            "reason:NetworkPluginNotReady message:Network plugin returns error: "
+                                            "cni plugin not initialized")
+    ok, why, imgs = cni_state(st.d["objects"], st.d["cluster"].get("podSubnet"))
+    if not ok:
+        return "False", "KubeletNotReady", ("container runtime network not ready: NetworkReady=false "
+                                            "reason:NetworkPluginNotReady message:Network plugin returns error: "
+                                            "cni plugin not initialized")
+    have = node.get("images")
+    if have is not None:
+        have = set(C.normalize_ref(x) for x in have)
+        missing = [i for i in imgs if short_image(i) not in have]
+        if missing:
+            return "False", "KubeletNotReady", ("container runtime network not ready: NetworkReady=false "
+                                                "reason:NetworkPluginNotReady message:Network plugin returns error: "
+                                                "cni plugin not initialized")
+    return "True", "KubeletReady", "kubelet is posting ready status"
+
+
+def node_object(st, node):
+    status, reason, msg = node_ready(st, node)
+    hb = C.now_rfc3339(node.get("lastHeartbeat") or node.get("created"))
+    conds = []
+    for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available")):
+        conds.append({"type": t, "status": "Unknown" if status == "Unknown" else "False",
+                      "lastHeartbeatTime": hb, "lastTransitionTime": C.now_rfc3339(node.get("created")),
+                      "reason": "NodeStatusUnknown" if status == "Unknown" else r,
+                      "message": "Kubelet stopped posting node status." if status == "Unknown" else m})
+    conds.append({"type": "Ready", "status": status, "lastHeartbeatTime": hb,
+                  "lastTransitionTime": C.now_rfc3339(node.get("created")), "reason": reason, "message": msg})
+    spec = {"podCIDR": node.get("podCIDR")} if node.get("podCIDR") else {}
+    if node.get("podCIDR"):
+        spec["podCIDRs"] = [node["podCIDR"]]
+    taints = list(node.get("taints") or [])
+    if node.get("unschedulable"):
+        spec["unschedulable"] = True
+        taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    if status != "True":
+        taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+    if taints:
+        spec["taints"] = taints
+    addrs = [{"type": "InternalIP", "address": node.get("ip")}, {"type": "Hostname", "address": node["name"]}]
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node["name"], "uid": node.get("uid"), "resourceVersion": str(node.get("rv", 1)),
+                     "creationTimestamp": C.now_rfc3339(node.get("created")),
+                     "labels": node.get("labels") or {}, "annotations": node.get("annotations") or {}},
+        "spec": spec,
+        "status": {
+            "addresses": addrs,
+            "conditions": conds,
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {"architecture": "amd64", "bootID": node.get("bootID", ""),
+                         "containerRuntimeVersion": node.get("runtimeVersion", "containerd://1.6.20"),
+                         "kernelVersion": node.get("kernel", ""), "kubeProxyVersion": "",
+                         "kubeletVersion": node.get("kubeletVersion", ""), "machineID": node.get("machineID", ""),
+                         "operatingSystem": "linux", "osImage": node.get("osImage", ""),
+                         "systemUUID": node.get("machineID", "")},
+            "capacity": {"cpu": str(os.cpu_count() or 2), "memory": "%dKi" % node.get("memKi", 0), "pods": "110"},
+            "allocatable": {"cpu": str(os.cpu_count() or 2), "memory": "%dKi" % node.get("memKi", 0), "pods": "110"},
+        },
+    }
+
+
+def obj_key(o):
+    md = o.get("metadata") or {}
+    api = o.get("apiVersion", "")
+    group = api.split("/")[0] if "/" in api else ""
+    return "%s|%s|%s|%s" % (group, o.get("kind", ""), md.get("namespace", ""), md.get("name", ""))
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kslab-apiserver"
+
+    def log_message(self, fmt, *args):
+        log("%s %s" % (self.address_string(), fmt % args))
+
+    # identity ---------------------------------------------------------------
+    def identity(self):
+        """-> ('admin'|'node'|'bootstrap'|'anonymous'|'invalid', name)"""
+        cert = None
+        try:
+            cert = self.connection.getpeercert()
+        except (AttributeError, ValueError):
+            cert = None
+        if cert:
+            subj = {}
+            for rdn in cert.get("subject", ()):
+                for k, v in rdn:
+                    subj.setdefault(k, []).append(v)
+            orgs = subj.get("organizationName", [])
+            cn = (subj.get("commonName") or [""])[0]
+            if "system:masters" in orgs or "kubeadm:cluster-admins" in orgs:
+                return "admin", cn
+            if "system:nodes" in orgs and cn.startswith("system:node:"):
+                return "node", cn[len("system:node:"):]
+            return "user", cn
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            tok = auth[7:].strip()
+            if self.server.st.valid_token(tok):
+                return "bootstrap", "system:bootstrap:" + tok.split(".")[0]
+            return "invalid", ""
+        return "anonymous", "system:anonymous"
+
+    def send_json(self, code, obj):
+        raw = json.dumps(obj, indent=1).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def send_text(self, code, text):
+        raw = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def unauthorized(self):
+        self.send_json(401, status_obj(401, "Unauthorized", "Unauthorized"))
+
+    def forbidden(self, who, verb, resource, name=None, ns=None):
+        scope = 'in the namespace "%s"' % ns if ns else "at the cluster scope"
+        what = '%s "%s"' % (resource, name) if name else resource
+        self.send_json(403, status_obj(403, "Forbidden", '%s is forbidden: User "%s" cannot %s resource "%s" in API '
+                                       'group "" %s' % (what, who, verb, resource, scope)))
+
+    def not_found(self, resource, name):
+        self.send_json(404, status_obj(404, "NotFound", '%s "%s" not found' % (resource, name),
+                                       {"name": name, "kind": resource}))
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw.decode()) if raw else {}
+        except ValueError:
+            return None
+
+    # routing ----------------------------------------------------------------
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_PUT(self):
+        self.route("PUT")
+
+    def do_PATCH(self):
+        self.route("PATCH")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+    def route(self, method):
+        url = urllib.parse.urlparse(self.path)
+        path = url.path.rstrip("/") or "/"
+        who, name = self.identity()
+        st = self.server.st
+        if who == "invalid":
+            return self.unauthorized()
+        if path in ("/healthz", "/readyz", "/livez") and method == "GET":
+            return self.send_text(200, "ok")
+        if path == "/version" and method == "GET":
+            return self.send_json(200, self.server.version_info)
+        with st.lock:
+            if path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" and method == "GET":
+                return self.send_json(200, self.cluster_info())
+            m = re.match(r"^/api/v1/namespaces/kube-system/configmaps/(kubeadm-config|kubelet-config)$", path)
+            if m and method == "GET":
+                if who not in ("admin", "bootstrap", "node"):
+                    return self.forbidden(name, "get", "configmaps", m.group(1), "kube-system")
+                key = "kubeadmConfig" if m.group(1) == "kubeadm-config" else "kubeletConfig"
+                data = {"ClusterConfiguration": st.d["cluster"].get(key, "")} if key == "kubeadmConfig" else {
+                    "kubelet": st.d["cluster"].get(key, "")}
+                return self.send_json(200, {"apiVersion": "v1", "kind": "ConfigMap",
+                                            "metadata": {"name": m.group(1), "namespace": "kube-system"},
+                                            "data": data})
+            if path == "/apis/certificates.k8s.io/v1/certificatesigningrequests" and method == "POST":
+                if who not in ("bootstrap", "admin", "node"):
+                    return self.forbidden(name, "create", "certificatesigningrequests")
+                return self.sign_csr()
+            if path == "/api/v1/nodes":
+                if method == "GET":
+                    if who != "admin":
+                        return self.forbidden(name, "list", "nodes")
+                    items = [node_object(st, n) for _, n in sorted(st.d["nodes"].items())]
+                    return self.send_json(200, {"apiVersion": "v1", "kind": "NodeList", "metadata": {},
+                                                "items": items})
+                if method == "POST":
+                    return self.register_node(who, name)
+            m = re.match(r"^/api/v1/nodes/([^/]+)(/status)?$", path)
+            if m:
+                nname = urllib.parse.unquote(m.group(1))
+                node = st.d["nodes"].get(nname)
+                if m.group(2):
+                    if method != "PUT":
+                        return self.send_json(405, status_obj(405, "MethodNotAllowed", "method not allowed"))
+                    if not (who == "admin" or (who == "node" and name == nname)):
+                        return self.forbidden(name, "update", "nodes/status", nname)
+                    if not node:
+                        return self.not_found("nodes", nname)
+                    b = self.body() or {}
+                    node["lastHeartbeat"] = time.time()
+                    for k in ("neverReady", "images", "ip", "kubeletVersion", "runtimeVersion"):
+                        if k in b:
+                            node[k] = b[k]
+                    st.save()
+                    return self.send_json(200, node_object(st, node))
+                if method == "GET":
+                    if not (who in ("admin", "bootstrap") or (who == "node" and name == nname)):
+                        return self.forbidden(name, "get", "nodes", nname)
+                    if not node:
+                        return self.not_found("nodes", nname)
+                    return self.send_json(200, node_object(st, node))
+                if method == "DELETE":
+                    if who != "admin":
+                        return self.forbidden(name, "delete", "nodes", nname)
+                    if not node:
+                        return self.not_found("nodes", nname)
+                    del st.d["nodes"][nname]
+                    st.save()
+                    return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                                                "details": {"name": nname, "kind": "nodes"}})
+                if method == "PATCH":
+                    if who != "admin":
+                        return self.forbidden(name, "patch", "nodes", nname)
+                    if not node:
+                        return self.not_found("nodes", nname)
+                    b = self.body() or {}
+                    spec = b.get("spec") or {}
+                    changed = False
+                    if "unschedulable" in spec:
+                        changed = bool(node.get("unschedulable")) != bool(spec["unschedulable"])
+                        node["unschedulable"] = bool(spec["unschedulable"])
+                    labels = (b.get("metadata") or {}).get("labels")
+                    if isinstance(labels, dict):
+                        for k, v in labels.items():
+                            if v is None:
+                                node.setdefault("labels", {}).pop(k, None)
+                            else:
+                                node.setdefault("labels", {})[k] = v
+                        changed = True
+                    node["rv"] = node.get("rv", 1) + 1
+                    st.save()
+                    o = node_object(st, node)
+                    o["kslabChanged"] = changed
+                    return self.send_json(200, o)
+            if path == "/apis/kslab/v1/apply" and method == "POST":
+                if who != "admin":
+                    return self.forbidden(name, "patch", "*")
+                return self.apply()
+            if path == "/apis/kslab/v1/objects" and method == "GET":
+                if who != "admin":
+                    return self.forbidden(name, "list", "*")
+                return self.send_json(200, {"items": list(st.d["objects"].values())})
+            if path == "/apis/kslab/v1/tokens":
+                if who != "admin":
+                    return self.forbidden(name, "list" if method == "GET" else "create", "secrets", None,
+                                          "kube-system")
+                if method == "GET":
+                    return self.send_json(200, {"items": [dict(t, id=i) for i, t in sorted(st.d["tokens"].items())]})
+                if method == "POST":
+                    b = self.body() or {}
+                    m2 = C.TOKEN_RE.match(b.get("token") or "")
+                    if not m2:
+                        return self.send_json(422, status_obj(422, "Invalid", "invalid token"))
+                    if m2.group(1) in st.d["tokens"]:
+                        return self.send_json(409, status_obj(409, "AlreadyExists",
+                                                              'secrets "bootstrap-token-%s" already exists'
+                                                              % m2.group(1)))
+                    st.d["tokens"][m2.group(1)] = {
+                        "secret": m2.group(2), "expires": b.get("expires"), "created": time.time(),
+                        "usages": b.get("usages") or ["authentication", "signing"],
+                        "groups": b.get("groups") or ["system:bootstrappers:kubeadm:default-node-token"],
+                        "description": b.get("description") or ""}
+                    st.save()
+                    return self.send_json(201, {"id": m2.group(1)})
+            m = re.match(r"^/apis/kslab/v1/tokens/([a-z0-9]{6})$", path)
+            if m and method == "DELETE":
+                if who != "admin":
+                    return self.forbidden(name, "delete", "secrets", "bootstrap-token-" + m.group(1), "kube-system")
+                if m.group(1) not in st.d["tokens"]:
+                    return self.not_found("secrets", "bootstrap-token-" + m.group(1))
+                del st.d["tokens"][m.group(1)]
+                st.save()
+                return self.send_json(200, {"status": "Success"})
+        if who == "anonymous":
+            return self.forbidden("system:anonymous", method.lower(), path)
+        return self.send_json(404, status_obj(404, "NotFound", "the server could not find the requested resource"))
+
+    # handlers ---------------------------------------------------------------
+    def cluster_info(self):
+        st = self.server.st
+        kc = st.d["cluster"]["clusterInfoKubeconfig"]
+        data = {"kubeconfig": kc}
+        for tid, t in st.live_tokens().items():
+            if "signing" in (t.get("usages") or ["signing"]):
+                data["jws-kubeconfig-" + tid] = C.jws_detached(kc, tid, t["secret"])
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data}
+
+    def sign_csr(self):
+        b = self.body() or {}
+        try:
+            import base64
+            csr = base64.b64decode(((b.get("spec") or {}).get("request")) or "")
+        except ValueError:
+            csr = b""
+        if b"CERTIFICATE REQUEST" not in csr:
+            return self.send_json(422, status_obj(422, "Invalid", "CertificateSigningRequest is invalid: "
+                                                  "spec.request: Invalid value: []byte{}: PEM block type must be "
+                                                  "CERTIFICATE REQUEST"))
+        conf = self.server.conf
+        try:
+            pem = C.sign_csr(csr, conf["caCrt"], conf["caKey"], client=True)
+        except RuntimeError as e:
+            return self.send_json(422, status_obj(422, "Invalid", str(e)))
+        import base64
+        name = (b.get("metadata") or {}).get("name") or "csr-%d" % int(time.time())
+        return self.send_json(201, {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                                    "metadata": {"name": name},
+                                    "status": {"conditions": [{"type": "Approved", "status": "True",
+                                                               "reason": "AutoApproved"}],
+                                               "certificate": base64.b64encode(pem).decode()}})
+
+    def register_node(self, who, name):
+        st = self.server.st
+        b = self.body() or {}
+        md = b.get("metadata") or {}
+        nname = md.get("name")
+        if not nname:
+            return self.send_json(422, status_obj(422, "Invalid", "Node is invalid: metadata.name: Required value"))
+        if not (who in ("admin", "bootstrap") or (who == "node" and name == nname)):
+            return self.forbidden(name, "create", "nodes")
+        ext = b.get("kslab") or {}
+        existing = st.d["nodes"].get(nname)
+        now = time.time()
+        idx = len(st.d["nodes"]) if not existing else existing.get("index", 0)
+        rec = existing or {"name": nname, "created": now, "uid": C.secrets.token_hex(16), "index": idx}
+        rec.update({"labels": md.get("labels") or rec.get("labels") or {},
+                    "annotations": md.get("annotations") or rec.get("annotations") or {},
+                    "taints": (b.get("spec") or {}).get("taints") or [],
+                    "lastHeartbeat": now, "rv": rec.get("rv", 0) + 1})
+        for k in ("ip", "kubeletVersion", "osImage", "kernel", "runtimeVersion", "neverReady", "images", "machineID",
+                  "memKi", "bootID"):
+            if k in ext:
+                rec[k] = ext[k]
+        ps = st.d["cluster"].get("podSubnet")
+        if ps and "podCIDR" not in rec:
+            m = re.match(r"^(\d+)\.(\d+)\.\d+\.\d+/(\d+)$", ps)
+            if m and int(m.group(3)) <= 16:
+                rec["podCIDR"] = "%s.%s.%d.0/24" % (m.group(1), m.group(2), idx)
+        st.d["nodes"][nname] = rec
+        st.save()
+        return self.send_json(200 if existing else 201, node_object(st, rec))
+
+    def apply(self):
+        st = self.server.st
+        b = self.body() or {}
+        results = []
+        namespaces = {"default", "kube-system", "kube-public", "kube-node-lease"}
+        namespaces |= {(o.get("metadata") or {}).get("name") for o in st.d["objects"].values()
+                       if o.get("kind") == "Namespace"}
+        for o in b.get("items") or []:
+            ns = (o.get("metadata") or {}).get("namespace")
+            if ns and ns not in namespaces:
+                results.append('error: namespaces "%s" not found' % ns)
+                continue
+            if o.get("kind") == "Namespace":
+                namespaces.add((o.get("metadata") or {}).get("name"))
+            key = obj_key(o)
+            old = st.d["objects"].get(key)
+            clean = json.loads(json.dumps(o))
+            if old is None:
+                results.append("created")
+            elif old == clean:
+                results.append("unchanged")
+            else:
+                results.append("configured")
+            st.d["objects"][key] = clean
+        st.save()
+        return self.send_json(200, {"results": results})
+
+
+class TLSServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, ctx, st, conf, version_info):
+        self.ctx = ctx
+        self.st = st
+        self.conf = conf
+        self.version_info = version_info
+        super().__init__(addr, Handler)
+
+    def finish_request(self, request, client_address):
+        try:
+            request.settimeout(30)
+            tls = self.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            log("TLS handshake from %s failed: %s" % (client_address, e))
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+
+def run_apiserver():
+    conf = C.load_json(API_CONF)
+    if not conf:
+        log("no %s" % API_CONF)
+        sys.exit(1)
+    st = State(conf.get("stateFile") or API_STATE)
+    addr = conf.get("bind", "")
+    for port in conf.get("listeners", []):
+        listen_plain(addr, port)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(conf["servingCrt"], conf["servingKey"])
+    ctx.load_verify_locations(conf["caCrt"])
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    v = conf.get("version", "v1.31.2")
+    t = C.parse_version(v) or (1, 31, 2)
+    version_info = {"major": str(t[0]), "minor": str(t[1]), "gitVersion": v, "gitTreeState": "clean",
+                    "goVersion": C.GO_VERSION.get("%d.%d" % t[:2], "go1.22.8"), "compiler": "gc",
+                    "platform": "linux/amd64"}
+    srv = TLSServer((addr, conf.get("port", 6443)), ctx, st, conf, version_info)
+    log("apiserver listening on %s:%s" % (addr or "*", conf.get("port", 6443)))
+    srv.serve_forever()
+
+
+# ----------------------------------------------------------------------------------------------
+# kubelet daemon
+
+
+def run_kubelet():
+    conf = C.load_json(KUBELET_CONF)
+    if not conf:
+        log("no %s" % KUBELET_CONF)
+        sys.exit(1)
+    addr = conf.get("bind", "")
+    listen_plain(addr, 10250)
+    listen_plain(addr or "127.0.0.1", 10248, http_ok=True)
+    kind = conf.get("runtime", "containerd")
+    while True:
+        try:
+            body = {"neverReady": C.knob("never-ready"), "images": sorted(C.runtime_images(kind))}
+            kc = C.load_kubeconfig(conf["kubeconfig"])
+            code, resp = C.api_request(kc["server"], "PUT", "/api/v1/nodes/%s/status" % conf["node"], body,
+                                       ca_pem=kc["ca_pem"], cert_pem=kc["cert_pem"], key_pem=kc["key_pem"])
+            if code >= 300:
+                log("heartbeat: HTTP %s %s" % (code, resp))
+        except Exception as e:  # keep beating
+            log("heartbeat failed: %s" % e)
+        time.sleep(HEARTBEAT_EVERY)
+
+
+def main():
+    role = sys.argv[1] if len(sys.argv) > 1 else ""
+    if role == "apiserver":
+        run_apiserver()
+    elif role == "kubelet":
+        run_kubelet()
+    else:
+        sys.stderr.write("usage: kslab_daemon.py apiserver|kubelet\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
