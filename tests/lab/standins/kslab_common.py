@@ -663,20 +663,50 @@ def stop_daemon(name, timeout=5.0):
 
 
 def spawn_daemon(name, args):
-    """Start `python3 kslab_daemon.py args...` detached (own session, stdio to a log file)."""
+    """Start `python3 kslab_daemon.py NAME args...` fully detached: double fork + setsid, stdio to
+    /var/log/kubestrap-lab/NAME.log, cwd /. Records and returns the daemon's PID."""
     mkdirp(PIDDIR)
     logdir = P("/var/log/kubestrap-lab")
     mkdirp(logdir)
     here = os.path.dirname(os.path.abspath(__file__))
     script = os.path.join(here, "kslab_daemon.py")
-    logf = open(os.path.join(logdir, name + ".log"), "ab")
-    env = dict(os.environ)
-    p = subprocess.Popen([sys.executable, script, name] + list(args), stdin=subprocess.DEVNULL, stdout=logf,
-                         stderr=logf, start_new_session=True, close_fds=True, env=env, cwd="/")
-    logf.close()
+    argv = [sys.executable, script, name] + list(args)
+    logpath = os.path.join(logdir, name + ".log")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # first child
+        try:
+            os.close(r)
+            os.setsid()
+            pid2 = os.fork()
+            if pid2:
+                os.write(w, str(pid2).encode())
+                os._exit(0)
+            os.close(w)
+            os.chdir("/")
+            fd = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(fd, 0)
+            lf = os.open(logpath, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(lf, 1)
+            os.dup2(lf, 2)
+            os.closerange(3, 1024)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            os.execv(argv[0], argv)
+        except BaseException:
+            os._exit(127)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 64)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    dpid = int(data.decode() or 0)
     with open(pidfile(name), "w") as f:
-        f.write("%d\n" % p.pid)
-    return p.pid
+        f.write("%d\n" % dpid)
+    return dpid
 
 
 # ----------------------------------------------------------------------------------------------
