@@ -80,8 +80,13 @@ def log_call(argv):
     try:
         mkdirp(os.path.dirname(CALLS_LOG))
         line = shlex.join([os.path.basename(argv[0])] + list(argv[1:]))
-        with open(CALLS_LOG, "a") as f:
-            f.write(line.replace("\n", "\\n") + "\n")
+        fd = os.open(CALLS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, (line.replace("\n", "\\n") + "\n").encode())
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, 0o666)  # non-root invocations append too
+        finally:
+            os.close(fd)
     except OSError:
         pass
 

@@ -251,6 +251,48 @@ class Base(unittest.TestCase):
 # ----------------------------------------------------------------------------------------------
 
 
+def load_kubeadm_module():
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("kubeadm_standin", os.path.join(HERE, "kubeadm"))
+    spec = importlib.util.spec_from_loader("kubeadm_standin", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def example_reprs():
+    import ast
+    ex = slurp(JOIN_EXAMPLES)
+    out = {}
+    for m in re.finditer(r"^([A-F])\. .*?\n-+ repr -+\n(.*?)\n", ex, re.S | re.M):
+        out[m.group(1)] = ast.literal_eval(m.group(2))
+    return out
+
+
+class TestBlocks(unittest.TestCase):
+    PIN = "sha256:345959acb2c3b2feb87d281961c893f62a314207ef02599f1cc4a5fb255480b3"
+    KEY = "e6a2eb8581237ab72a4f494f30285ec12a9694d750b9785706a83bfcbbbd2204"
+
+    def test_success_blocks_and_join_lines(self):
+        k = load_kubeadm_module()
+        ex = example_reprs()
+        self.assertEqual(set(ex), set("ABCDEF"))
+        self.assertEqual(k.success_block("/etc/kubernetes/admin.conf", "", False, TOKEN, [self.PIN],
+                                         "10.0.0.10:6443", ""), ex["A"])
+        self.assertEqual(k.success_block("/etc/kubernetes/admin.conf", "k8s-api.example.com:6443", True, TOKEN,
+                                         [self.PIN], "k8s-api.example.com:6443", self.KEY), ex["B"])
+        self.assertEqual(k.success_block("/etc/kubernetes/admin.conf", "k8s-api.example.com:6443", False, TOKEN,
+                                         [self.PIN], "k8s-api.example.com:6443", self.KEY), ex["C"])
+        d = k.join_command("10.0.0.10:6443", TOKEN, [self.PIN]).replace("\\\n", "").replace("\t", "") + "\n"
+        self.assertEqual(d, ex["D"])
+        e = k.join_command("10.0.0.10:6443", TOKEN, [self.PIN], True, self.KEY).replace("\\\n", "").replace(
+            "\t", "") + "\n"
+        self.assertEqual(e, ex["E"])
+        self.assertEqual(k.join_command("10.0.0.10:6443", "<value withheld>", [self.PIN], True, "<value withheld>"),
+                         ex["F"])
+
+
 class TestConfig(Base):
     def check_init_err(self, cfg, want):
         h = self.host("cfg")
@@ -419,6 +461,31 @@ class TestPreflight(Base):
         rc, out, err = self.init_cp(h)
         self.assertEqual(rc, 1)
         self.assertIn("[api-check] The API server is not healthy", out)
+        self.stop(h)
+
+    def test_docker_runtime_init(self):
+        h = self.host("dock", images=None)
+        h.must("systemctl", "disable", "--now", "containerd")
+        h.write("/lib/systemd/system/docker.service", CONTAINERD_UNIT.replace("containerd", "docker"))
+        for u in ("cri-docker.service", "cri-docker.socket"):
+            h.write("/lib/systemd/system/" + u, slurp(os.path.join(HERE, "units", u)))
+        h.write("/etc/docker/daemon.json", '{"exec-opts": ["native.cgroupdriver=systemd"]}')
+        h.must("systemctl", "enable", "--now", "docker", "cri-docker.socket")
+        h.must("docker", "load", "-i", self.tar)
+        cfg = init_config(h.ip).replace("unix:///var/run/containerd/containerd.sock", "unix:///var/run/cri-dockerd.sock")
+        rc, out, err = self.init_cp(h, cfg)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("--container-runtime-endpoint=unix:///var/run/cri-dockerd.sock",
+                      slurp(h.path("/var/lib/kubelet/kubeadm-flags.env")))
+        self.stop(h)
+        # cgroupfs docker: the kubelet refuses to run
+        h.write("/etc/docker/daemon.json", "{}")
+        h.must("systemctl", "restart", "docker")
+        rc, out, err = self.init_cp(h, cfg)
+        self.assertEqual(rc, 1)
+        self.assertIn("[kubelet-check] The kubelet is not healthy", out)
+        self.assertIn('kubelet cgroup driver: \\"systemd\\" is different from docker cgroup driver: \\"cgroupfs\\"',
+                      slurp(h.path("/var/log/kubestrap-lab/kubelet.log")).replace('"', '\\"'))
         self.stop(h)
 
     def stop(self, h):
@@ -646,6 +713,35 @@ class TestCluster(Base):
         rc, out, err = cp.run("kubeadm", "init", "--config", cp.path("/root/kubeadm.yaml"))
         self.assertEqual(rc, 0, err)
         cp.must("kubeadm", "reset", "-f")
+
+    def test_075_join_with_config_file(self):
+        w = Host(self.base, "w3", "127.%d.203.1" % NET, self.fakebin, self.tar)
+        self.hosts.append(w)
+        w.write("/root/join.yaml", """apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: "%s:6443"
+    token: "%s"
+    caCertHashes: ["%s"]
+nodeRegistration:
+  name: worker-three
+  criSocket: unix:///var/run/containerd/containerd.sock
+  kubeletExtraArgs:
+  - name: node-ip
+    value: "10.9.9.9"
+""" % (self.cp.ip, TOKEN, self.pin))
+        rc, out, err = w.run("kubeadm", "join", "--config", w.path("/root/join.yaml"), "--token", TOKEN)
+        self.assertEqual(rc, 1)
+        self.assertIn("can not mix '--config' with arguments [token]", err)
+        rc, out, err = w.run("kubeadm", "join", "--config", w.path("/root/join.yaml"))
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = self.cp.kubectl("get", "node", "worker-three", "-o",
+                                       "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}")
+        self.assertEqual((rc, out), (0, "10.9.9.9"))
+        self.assertIn("--node-ip=10.9.9.9", slurp(w.path("/var/lib/kubelet/kubeadm-flags.env")))
+        w.must("kubeadm", "reset", "-f")
+        self.cp.kubectl("delete", "node", "worker-three")
 
     def test_085_join_fails_knob(self):
         w = Host(self.base, "w2", "127.%d.202.1" % NET, self.fakebin, self.tar)
