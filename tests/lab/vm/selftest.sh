@@ -116,7 +116,7 @@ fi
 echo "resources:"
 for f in "$LAB"/vm/pids/vm*.pid; do
     [[ -s $f ]] || continue
-    p=$(cat "$f")
+    read -r p _ <"$f"
     echo "  $(basename "$f" .pid): qemu RSS $(awk '/VmRSS/{printf "%d MiB", $2/1024}' "/proc/$p/status" 2>/dev/null)"
 done
 for k in $(seq $N); do
