@@ -221,6 +221,95 @@ def node_object(st, node):
     }
 
 
+def _suffix(seed, n=5):
+    import hashlib
+    alpha = "bcdfghjklmnpqrstvwxz2456789"
+    h = hashlib.sha256(seed.encode()).digest()
+    return "".join(alpha[b % len(alpha)] for b in h[:n])
+
+
+def _pod(name, ns, node, status, images, created, owner=None, ip=None, labels=None, restarts=0):
+    ready = status == "Running"
+    cs = [{"name": i.rsplit("/", 1)[-1].split(":")[0], "image": i, "ready": ready, "restartCount": restarts,
+           "started": ready,
+           "state": {"running": {"startedAt": C.now_rfc3339(created)}} if ready else
+           {"waiting": {"reason": status}}} for i in images]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": C.now_rfc3339(created),
+                         "labels": labels or {}, "ownerReferences": [owner] if owner else []},
+            "spec": {"nodeName": node, "containers": [{"name": c["name"], "image": c["image"]} for c in cs]},
+            "status": {"phase": "Running" if ready else "Pending", "podIP": ip, "hostIP": ip,
+                       "containerStatuses": cs, "kslabStatus": status}}
+
+
+def synth_pods(st):
+    """Pods a kubeadm cluster would have: static control-plane pods, kube-proxy, CoreDNS and every applied
+    DaemonSet's pods, with a status derived from the same facts as node readiness."""
+    cl = st.d["cluster"]
+    ver = cl.get("kubernetesVersion", "v1.31.2")
+    repo = cl.get("imageRepository", "registry.k8s.io")
+    comp = C.components(ver)
+    now = time.time()
+    out = []
+    net_ok, why, cni_imgs = cni_state(st.d["objects"], cl.get("podSubnet"))
+    any_ready = False
+    nodes = sorted(st.d["nodes"].values(), key=lambda n: n.get("created", 0))
+    for n in nodes:
+        name = n["name"]
+        alive = now - (n.get("lastHeartbeat") or 0) <= NODE_GRACE
+        have = set(C.normalize_ref(x) for x in (n.get("images") or [])) if n.get("images") is not None else None
+        def state_for(imgs, needs_net=False, crash=False):
+            if not alive:
+                return "Unknown"
+            if have is not None and any(C.normalize_ref(i) not in have for i in imgs):
+                return "ErrImagePull"
+            if crash:
+                return "CrashLoopBackOff"
+            if needs_net and (not net_ok or n.get("neverReady")):
+                return "ContainerCreating"
+            return "Running"
+        created = n.get("created", now)
+        if (n.get("labels") or {}).get("node-role.kubernetes.io/control-plane") is not None:
+            for comp_name, img in (("etcd", "%s/etcd:%s" % (repo, comp["etcd"])),
+                                   ("kube-apiserver", "%s/kube-apiserver:%s" % (repo, ver)),
+                                   ("kube-controller-manager", "%s/kube-controller-manager:%s" % (repo, ver)),
+                                   ("kube-scheduler", "%s/kube-scheduler:%s" % (repo, ver))):
+                out.append(_pod("%s-%s" % (comp_name, name), "kube-system", name, state_for([img]), [img], created,
+                                {"kind": "Node", "name": name}, n.get("ip"), {"component": comp_name}))
+        img = "%s/kube-proxy:%s" % (repo, ver)
+        out.append(_pod("kube-proxy-" + _suffix(name + "kube-proxy"), "kube-system", name, state_for([img]), [img],
+                        created, {"kind": "DaemonSet", "name": "kube-proxy"}, n.get("ip"), {"k8s-app": "kube-proxy"}))
+        for key, o in sorted(st.d["objects"].items()):
+            if o.get("kind") != "DaemonSet":
+                continue
+            md = o.get("metadata") or {}
+            spec = ((o.get("spec") or {}).get("template") or {}).get("spec") or {}
+            imgs = [c.get("image") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+                    if c.get("image")]
+            is_cni = "flannel" in md.get("name", "") or md.get("name") == "calico-node"
+            crash = is_cni and not net_ok and "flannel" in md.get("name", "")
+            stt = state_for(imgs, crash=crash)
+            if is_cni and n.get("neverReady") and stt == "Running":
+                stt = "CrashLoopBackOff"
+            out.append(_pod("%s-%s" % (md.get("name"), _suffix(name + md.get("name", ""))), md.get("namespace",
+                            "default"), name, stt, imgs, created, {"kind": "DaemonSet", "name": md.get("name")},
+                            n.get("ip"), (spec.get("metadata") or {}).get("labels"), 3 if stt == "CrashLoopBackOff"
+                            else 0))
+        if node_ready(st, n)[0] == "True":
+            any_ready = True
+    if nodes:
+        img = "%s/coredns/coredns:%s" % (repo, comp["coredns"]) if repo == "registry.k8s.io" else \
+            "%s/coredns:%s" % (repo, comp["coredns"])
+        rs = _suffix("coredns-rs", 10).lower()
+        cp = nodes[0]
+        for i in range(2):
+            stt = "Running" if any_ready else "Pending"
+            out.append(_pod("coredns-%s-%s" % (rs, _suffix("coredns%d" % i)), "kube-system",
+                            cp["name"] if any_ready else None, stt, [img], cp.get("created", now),
+                            {"kind": "ReplicaSet", "name": "coredns-" + rs}, None, {"k8s-app": "kube-dns"}))
+    return out
+
+
 def obj_key(o):
     md = o.get("metadata") or {}
     api = o.get("apiVersion", "")
@@ -410,6 +499,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     o = node_object(st, node)
                     o["kslabChanged"] = changed
                     return self.send_json(200, o)
+            m = re.match(r"^/api/v1/(?:namespaces/([^/]+)/)?pods$", path)
+            if m and method == "GET":
+                if who != "admin":
+                    return self.forbidden(name, "list", "pods", None, m.group(1))
+                items = synth_pods(st)
+                if m.group(1):
+                    items = [p for p in items if p["metadata"]["namespace"] == m.group(1)]
+                return self.send_json(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
             if path == "/apis/kslab/v1/apply" and method == "POST":
                 if who != "admin":
                     return self.forbidden(name, "patch", "*")

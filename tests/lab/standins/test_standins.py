@@ -629,6 +629,14 @@ class TestCluster(Base):
         nodes = json.loads(out)["items"]
         self.assertTrue(all(c["status"] == "False" for n in nodes for c in n["status"]["conditions"]
                             if c["type"] == "Ready"))
+        rc, out, err = cp.kubectl("get", "pods", "-A")
+        self.assertEqual(out.splitlines()[0].split(), ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"])
+        self.assertRegex(out, r"kube-flannel\s+kube-flannel-ds-\w{5}\s+0/2\s+CrashLoopBackOff")
+        self.assertRegex(out, r"kube-system\s+coredns-\w+-\w{5}\s+0/1\s+Pending")
+        rc, out, err = cp.kubectl("rollout", "status", "ds/kube-flannel-ds", "-n", "kube-flannel", "--timeout=2s")
+        self.assertEqual(rc, 1)
+        self.assertIn('Waiting for daemon set "kube-flannel-ds" rollout to finish: 0 of 2 updated pods are available',
+                      out)
         # right network via stdin: configmap configured, others unchanged -> Ready
         rc, out, err = cp.run("kubectl", "--kubeconfig", cp.path("/etc/kubernetes/admin.conf"), "apply", "-f", "-",
                               stdin=FLANNEL % "10.244.0.0/16")
@@ -644,6 +652,12 @@ class TestCluster(Base):
         self.assertIn("node-role.kubernetes.io/control-plane", nodes["cp1"]["metadata"]["labels"])
         self.assertEqual([a["address"] for a in nodes["w1"]["status"]["addresses"] if a["type"] == "InternalIP"],
                          [w1.ip])
+        rc, out, err = cp.kubectl("rollout", "status", "daemonset/kube-flannel-ds", "-n", "kube-flannel",
+                                  "--timeout=10s")
+        self.assertEqual((rc, out), (0, 'daemon set "kube-flannel-ds" successfully rolled out\n'))
+        rc, out, err = cp.kubectl("get", "pods", "-n", "kube-system", "-o", "wide")
+        self.assertRegex(out, r"coredns-\w+-\w{5}\s+1/1\s+Running")
+        self.assertRegex(out, r"kube-apiserver-cp1\s+1/1\s+Running")
         rc, out, err = cp.kubectl("get", "nodes", "-o", "wide")
         self.assertIn("INTERNAL-IP", out.splitlines()[0])
         # never-ready knob on w1: reported by its node agent
