@@ -133,10 +133,23 @@ fn check_known_host(
     if !path.exists() {
         return Ok(false);
     }
-    // Compare key material only: comments in known_hosts must not make a key look changed.
-    let mut bare = key.clone();
-    bare.set_comment("");
-    keys::known_hosts::check_known_hosts_path(address, port, &bare, path)
+    // Compare key material only (comments in known_hosts must not make a key look changed). A
+    // recorded key of the same algorithm with other material is a changed key; a key of another
+    // algorithm says nothing about this one.
+    let recorded = keys::known_hosts::known_host_keys_path(address, port, path)?;
+    let mut changed_line = None;
+    for (line, k) in recorded {
+        if k.key_data() == key.key_data() {
+            return Ok(true);
+        }
+        if k.algorithm() == key.algorithm() && changed_line.is_none() {
+            changed_line = Some(line);
+        }
+    }
+    match changed_line {
+        Some(line) => Err(keys::Error::KeyChanged { line }),
+        None => Ok(false),
+    }
 }
 
 /// Output of one remote command.
@@ -586,6 +599,44 @@ mod tests {
                 .output()
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s, "input {s:?}");
+        }
+    }
+
+    #[test]
+    fn known_hosts_match_ignores_comments_and_reports_changed_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let gen = |name: &str| {
+            let p = d.path().join(name);
+            let o = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "some comment", "-f"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            std::fs::read_to_string(p.with_extension("pub")).unwrap()
+        };
+        let (a, b) = (gen("a"), gen("b"));
+        let kh = d.path().join("known_hosts");
+        // Recorded with its comment, for a non-default port, plus an unrelated host.
+        std::fs::write(&kh, format!("[10.0.0.1]:2222 {a}10.0.0.9 {b}")).unwrap();
+        let wire = |pubtext: &str| {
+            let mut k =
+                keys::parse_public_key_base64(pubtext.split_whitespace().nth(1).unwrap()).unwrap();
+            k.set_comment("");
+            k
+        };
+        assert!(check_known_host("10.0.0.1", 2222, &wire(&a), &kh).unwrap());
+        assert!(
+            !check_known_host("10.0.0.2", 2222, &wire(&a), &kh).unwrap(),
+            "unknown host"
+        );
+        assert!(
+            !check_known_host("10.0.0.1", 22, &wire(&a), &kh).unwrap(),
+            "other port"
+        );
+        match check_known_host("10.0.0.1", 2222, &wire(&b), &kh) {
+            Err(keys::Error::KeyChanged { line }) => assert_eq!(line, 1),
+            other => panic!("expected KeyChanged, got {other:?}"),
         }
     }
 
