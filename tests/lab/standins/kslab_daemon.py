@@ -310,6 +310,13 @@ def synth_pods(st):
     return out
 
 
+BUILTIN_GROUPS = {"", "apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io", "policy", "batch",
+                  "networking.k8s.io", "storage.k8s.io", "scheduling.k8s.io", "admissionregistration.k8s.io",
+                  "apiregistration.k8s.io", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+                  "node.k8s.io", "autoscaling", "events.k8s.io", "flowcontrol.apiserver.k8s.io",
+                  "authentication.k8s.io", "authorization.k8s.io", "resource.k8s.io", "internal.apiserver.k8s.io"}
+
+
 def obj_key(o):
     md = o.get("metadata") or {}
     api = o.get("apiVersion", "")
@@ -623,7 +630,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         namespaces = {"default", "kube-system", "kube-public", "kube-node-lease"}
         namespaces |= {(o.get("metadata") or {}).get("name") for o in st.d["objects"].values()
                        if o.get("kind") == "Namespace"}
+        crds = set()
+        for o in st.d["objects"].values():
+            if o.get("kind") == "CustomResourceDefinition":
+                sp = o.get("spec") or {}
+                crds.add((sp.get("group"), (sp.get("names") or {}).get("kind")))
         for o in b.get("items") or []:
+            if o.get("kind") == "CustomResourceDefinition":
+                sp = o.get("spec") or {}
+                crds.add((sp.get("group"), (sp.get("names") or {}).get("kind")))
+            api = o.get("apiVersion", "")
+            group = api.split("/")[0] if "/" in api else ""
+            if group not in BUILTIN_GROUPS and (group, o.get("kind")) not in crds:
+                md = o.get("metadata") or {}
+                results.append('nomatch: resource mapping not found for name: "%s" namespace: "%s" from "%%s": no '
+                               'matches for kind "%s" in version "%s"\nensure CRDs are installed first' % (
+                                   md.get("name", ""), md.get("namespace", "") if o.get("kind") not in
+                                   ("Installation", "APIServer") else "", o.get("kind"), api))
+                continue
             ns = (o.get("metadata") or {}).get("namespace")
             if ns and ns not in namespaces:
                 results.append('error: namespaces "%s" not found' % ns)

@@ -619,6 +619,12 @@ class TestCluster(Base):
         self.assertEqual(lines[0].split(), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"])
         self.assertRegex(lines[1], r"^cp1\s+NotReady\s+control-plane\s+\d+s\s+v1\.31\.2$")
         self.assertRegex(lines[2], r"^w1\s+NotReady\s+<none>\s+\d+s\s+v1\.31\.2$")
+        # a custom resource before its CRD: kubectl's "no matches for kind" error, nothing stored
+        rc, out, err = cp.run("kubectl", "--kubeconfig", cp.path("/etc/kubernetes/admin.conf"), "apply", "-f", "-",
+                              stdin="apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata:\n  name: default\n")
+        self.assertEqual(rc, 1)
+        self.assertIn('error: resource mapping not found for name: "default" namespace: "" from "STDIN": no matches for '
+                      'kind "Installation" in version "operator.tigera.io/v1"\nensure CRDs are installed first', err)
         # wrong flannel network: still NotReady
         cp.write("/root/flannel-bad.yml", FLANNEL % "10.99.0.0/16")
         rc, out, err = cp.kubectl("apply", "-f", cp.path("/root/flannel-bad.yml"))
