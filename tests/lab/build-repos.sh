@@ -93,6 +93,14 @@ put_standin() { # DIR PKG NAME VERSION
     return 0
 }
 
+unit_or_default() { # NAME DEST < default-text : the stand-ins' units/NAME (or NAME) if present, else stdin
+    local f
+    for f in "$STANDINS/units/$1" "$STANDINS/$1"; do
+        if [[ -f $f ]]; then cp "$f" "$2"; cat >/dev/null; return 0; fi
+    done
+    cat >"$2"
+}
+
 build_k8s_debs() { # VERSION DESTDIR
     local v=$1 dest=$2 d t
     t=$(mktemp -d)
@@ -100,7 +108,7 @@ build_k8s_debs() { # VERSION DESTDIR
     d=$t/kubeadm
     put_standin "$d" kubeadm kubeadm "$v"
     mkdir -p "$d/usr/lib/systemd/system/kubelet.service.d"
-    cat >"$d/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf" <<'EOF'
+    unit_or_default 10-kubeadm.conf "$d/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf" <<'EOF'
 # Note: This dropin only works with kubeadm and kubelet v1.11+
 [Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
@@ -119,7 +127,7 @@ EOF
     d=$t/kubelet
     put_standin "$d" kubelet kubelet "$v"
     mkdir -p "$d/usr/lib/systemd/system" "$d/etc/kubernetes/manifests"
-    cat >"$d/usr/lib/systemd/system/kubelet.service" <<'EOF'
+    unit_or_default kubelet.service "$d/usr/lib/systemd/system/kubelet.service" <<'EOF'
 [Unit]
 Description=kubelet: The Kubernetes Node Agent
 Documentation=https://kubernetes.io/docs/
@@ -172,10 +180,7 @@ build_cri_dockerd() { # DESTDIR
     d=$t/cri-dockerd
     put_standin "$d" cri-dockerd cri-dockerd "${CRI_DOCKERD_VERSION%%-*}"
     mkdir -p "$d/lib/systemd/system"
-    if [[ -f $STANDINS/cri-docker.service ]]; then
-        cp "$STANDINS/cri-docker.service" "$d/lib/systemd/system/"
-    else
-        cat >"$d/lib/systemd/system/cri-docker.service" <<'EOF'
+    unit_or_default cri-docker.service "$d/lib/systemd/system/cri-docker.service" <<'EOF'
 [Unit]
 Description=CRI Interface for Docker Application Container Engine
 Documentation=https://docs.mirantis.com
@@ -202,11 +207,7 @@ KillMode=process
 [Install]
 WantedBy=multi-user.target
 EOF
-    fi
-    if [[ -f $STANDINS/cri-docker.socket ]]; then
-        cp "$STANDINS/cri-docker.socket" "$d/lib/systemd/system/"
-    else
-        cat >"$d/lib/systemd/system/cri-docker.socket" <<'EOF'
+    unit_or_default cri-docker.socket "$d/lib/systemd/system/cri-docker.socket" <<'EOF'
 [Unit]
 Description=CRI Docker Socket for the API
 PartOf=cri-docker.service
@@ -220,7 +221,6 @@ SocketGroup=docker
 [Install]
 WantedBy=sockets.target
 EOF
-    fi
     ctl "$d" cri-dockerd "$CRI_DOCKERD_VERSION" "python3, python3-yaml" "CRI Interface for Docker Application Container Engine"
     sed -i 's/^Maintainer: .*/Maintainer: Mirantis <cri-dockerd@mirantis.com>/; s|^Homepage: .*|Homepage: https://github.com/Mirantis/cri-dockerd|' "$d/DEBIAN/control"
     fakeroot_build "$d" "$1/cri-dockerd_${CRI_DOCKERD_VERSION}_amd64.deb"

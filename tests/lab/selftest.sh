@@ -2,7 +2,7 @@
 # Self-test of the namespaced test lab: brings up 3 hosts, drives every stand-in behaviour and fault knob
 # by hand over ssh (as a user would), asserts the outcomes, always tears down.
 # Prints PASS/FAIL per check and a closing line `selftest: N passed, M failed`; exits non-zero on failure.
-# Needs root. Usage: tests/lab/selftest.sh
+# Needs root. Usage: tests/lab/selftest.sh   (KUBESTRAP_LAB_KEEP=1 leaves the lab up for inspection)
 set -u
 SRC=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 LABCMD=$SRC/scripts/lab
@@ -18,7 +18,8 @@ FAILED=0
 T0=$(date +%s)
 
 lab() { "$LABCMD" "$@"; }
-on() { local k=$1; shift; "$LABCMD" ssh "$k" "$@"; }
+on() { local k=$1; shift; "$LABCMD" ssh "$k" "$@" </dev/null; }        # no stdin
+onin() { local k=$1; shift; "$LABCMD" ssh "$k" "$@"; }                # with stdin
 note() { echo "--- $*" >>"$LOG"; }
 
 # check NAME CMD... : run CMD (output -> $WORK/out), PASS if it exits 0
@@ -39,7 +40,7 @@ check() {
 
 cleanup() {
     local rc=$?
-    lab down >/dev/null 2>&1 || true
+    [[ -n ${KUBESTRAP_LAB_KEEP:-} ]] || lab down >/dev/null 2>&1 || true
     if [[ $FAILED -gt 0 ]]; then cp "$LOG" "${TMPDIR:-/tmp}/kubestrap-lab-selftest.log" 2>/dev/null || true; fi
     rm -rf "$WORK"
     exit $rc
@@ -80,6 +81,7 @@ t_unique() {
     local ids keys
     ids=$(for k in 1 2 3; do on "$k" cat /etc/machine-id; done | sort -u | wc -l)
     keys=$(awk '{print $3}' "$LAB/ssh/known_hosts" | sort -u | wc -l)
+    echo "distinct machine-ids: $ids, distinct host keys: $keys"
     [[ $ids == 3 && $keys == 3 ]] && on 1 '! sudo -n grep -q "^PermitRootLogin yes" /etc/ssh/sshd_config.d/*.conf'
 }
 check "per-host machine-id and host keys differ; root login off" t_unique
@@ -174,7 +176,7 @@ t_docker() {
         sudo -n systemctl enable --now docker cri-docker.socket
         sudo -n systemctl is-active docker
         sudo -n docker info 2>/dev/null | grep -i "cgroup driver: systemd"'
-    on 3 'cat > /tmp/k8s.tar' <"$LAB/images/k8s-v$V.tar" || return 1
+    onin 3 'cat > /tmp/k8s.tar' <"$LAB/images/k8s-v$V.tar" || return 1
     on 3 'set -e; sudo -n docker load -i /tmp/k8s.tar; sudo -n docker images | grep -q "registry.k8s.io/kube-apiserver *v'$V'"'
 }
 check "docker runtime: docker.io + cri-dockerd from the lab repo, daemon.json cgroup driver, docker load" t_docker
@@ -185,21 +187,23 @@ t_containerd() {
     for k in 1 2 3; do
         on "$k" 'set -e
             sudo -n mkdir -p /etc/containerd
-            containerd config default | sed "s/SystemdCgroup = false/SystemdCgroup = true/" | sudo -n tee /etc/containerd/config.toml >/dev/null
+            containerd config default | sed -e "s/SystemdCgroup = false/SystemdCgroup = true/" -e "s|sandbox_image = .*|sandbox_image = \"registry.k8s.io/pause:3.10\"|" | sudo -n tee /etc/containerd/config.toml >/dev/null
             grep -q "SystemdCgroup = true" /etc/containerd/config.toml
+            grep -q "sandbox_image = \"registry.k8s.io/pause:3.10\"" /etc/containerd/config.toml
             sudo -n systemctl restart containerd
             sudo -n systemctl enable containerd
             [ "$(sudo -n systemctl is-active containerd)" = active ]
             sudo -n systemctl enable --now kubelet
+            echo 40 | sudo -n tee /etc/kubestrap-lab/max-wait-seconds >/dev/null
             sudo -n modprobe br_netfilter; sudo -n sysctl -w net.ipv4.ip_forward=1 >/dev/null' || return 1
     done
 }
-check "containerd config with SystemdCgroup=true, systemctl restart/enable/is-active" t_containerd
+check "containerd config with SystemdCgroup=true + pause:3.10 sandbox, systemctl restart/enable/is-active" t_containerd
 
 t_import() {
     local k
     for k in 1 2 3; do
-        on "$k" 'cat > /tmp/k8s.tar' <"$LAB/images/k8s-v$V.tar" || return 1
+        onin "$k" 'cat > /tmp/k8s.tar' <"$LAB/images/k8s-v$V.tar" || return 1
         on "$k" 'set -e; sudo -n ctr -n k8s.io images import /tmp/k8s.tar >/dev/null
             sudo -n ctr -n k8s.io images ls -q | grep -qx "registry.k8s.io/pause:3.10"
             sudo -n crictl images | grep -q "registry.k8s.io/kube-proxy"' || return 1
@@ -248,7 +252,7 @@ t_bad_config() {
 check "kubeadm init rejects an unknown apiVersion" t_bad_config
 
 t_init() {
-    on 1 "cat > /tmp/kubeadm.yaml" <<<"$KCFG" || return 1
+    onin 1 "cat > /tmp/kubeadm.yaml" <<<"$KCFG" || return 1
     on 1 'sudo -n kubeadm init --config /tmp/kubeadm.yaml' >"$WORK/init.out" 2>&1 || { tail -n 20 "$WORK/init.out"; return 1; }
     grep -q "Your Kubernetes control-plane has initialized successfully!" "$WORK/init.out" || return 1
     grep -q "kubeadm join $CP:6443 --token $TOKEN" "$WORK/init.out" || return 1
@@ -343,7 +347,7 @@ spec:
 
 t_flannel() {
     local n i
-    on 1 'kubectl apply -f -' <<<"${FLANNEL/NETWORK/10.244.0.0/16}" || return 1
+    onin 1 'kubectl apply -f -' <<<"${FLANNEL/NETWORK/10.244.0.0/16}" || return 1
     for i in $(seq 30); do
         n=$(nodes)
         [[ $n == "cp1=Ready w1=Ready w2=NotReady " ]] && break
