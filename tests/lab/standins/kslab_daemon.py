@@ -604,7 +604,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ext = b.get("kslab") or {}
         existing = st.d["nodes"].get(nname)
         now = time.time()
-        idx = len(st.d["nodes"]) if not existing else existing.get("index", 0)
+        idx = existing.get("index", 0) if existing else (
+            max([n.get("index", 0) for n in st.d["nodes"].values()] + [-1]) + 1)
         rec = existing or {"name": nname, "created": now, "uid": C.secrets.token_hex(16), "index": idx}
         rec.update({"labels": md.get("labels") or rec.get("labels") or {},
                     "annotations": md.get("annotations") or rec.get("annotations") or {},
