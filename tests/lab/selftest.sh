@@ -287,14 +287,17 @@ check "fault never-ready on host 3" lab fault 3 never-ready on
 
 t_join() {
     local k
+    local cri
     for k in 2 3; do
-        on "$k" "sudo -n kubeadm join $CP:6443 --token $TOKEN --discovery-token-ca-cert-hash sha256:$PIN" >"$WORK/join-$k" 2>&1 ||
+        cri=""
+        [[ $k == 3 ]] && cri=" --cri-socket unix:///var/run/cri-dockerd.sock" # host 3 has docker too: it joins with docker
+        on "$k" "sudo -n kubeadm join $CP:6443 --token $TOKEN --discovery-token-ca-cert-hash sha256:$PIN$cri" >"$WORK/join-$k" 2>&1 ||
             { tail -n 15 "$WORK/join-$k"; return 1; }
         grep -q "This node has joined the cluster" "$WORK/join-$k" || return 1
         on "$k" 'sudo -n test -f /etc/kubernetes/kubelet.conf && sudo -n test -f /etc/kubernetes/pki/ca.crt' || return 1
     done
 }
-check "kubeadm join with the real pin on both workers" t_join
+check "kubeadm join with the real pin on both workers (w2 through cri-dockerd)" t_join
 
 nodes() { on 1 'kubectl get nodes --no-headers' | awk '{print $1"="$2}' | sort | tr '\n' ' '; }
 t_notready() {
@@ -380,7 +383,7 @@ t_join_fails() {
     on 3 'sudo -n test ! -e /etc/kubernetes/kubelet.conf' || return 1
     on 1 'kubectl delete node w2' >/dev/null 2>&1 || true
     lab fault 3 join-fails on || return 1
-    out=$(on 3 "sudo -n kubeadm join $CP:6443 --token $TOKEN --discovery-token-ca-cert-hash sha256:$PIN" 2>&1)
+    out=$(on 3 "sudo -n kubeadm join $CP:6443 --token $TOKEN --discovery-token-ca-cert-hash sha256:$PIN --cri-socket unix:///var/run/cri-dockerd.sock" 2>&1)
     local rc=$?
     echo "$out" | tail -n 5
     [[ $rc == 1 ]] || return 1
