@@ -1177,3 +1177,36 @@ def read_pid_at(path):
             return int(f.read().strip())
     except (OSError, ValueError):
         return None
+
+
+def peer_cert_sans(server):
+    """SANs of the server's certificate (fetched without verification): (dns_names, ips)."""
+    import ssl
+    host, port = split_server(server)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=host if not re.match(r"^[\d.]+$", host) else None) as t:
+            der = t.getpeercert(binary_form=True)
+    txt = openssl("x509", "-inform", "DER", "-noout", "-ext", "subjectAltName", input=der).decode()
+    dns = re.findall(r"DNS:([^,\s]+)", txt)
+    ips = re.findall(r"IP Address:([^,\s]+)", txt)
+    return dns, ips
+
+
+def go_tls_error(server, exc):
+    """Render a Python TLS verification error the way Go's crypto/tls + x509 word it."""
+    msg = str(exc)
+    host, _ = split_server(server)
+    if "mismatch" in msg or "not valid for" in msg:
+        try:
+            dns, ips = peer_cert_sans(server)
+            valid = ips if re.match(r"^[\d.:]+$", host) else dns
+            return "tls: failed to verify certificate: x509: certificate is valid for %s, not %s" % (
+                ", ".join(valid), host)
+        except Exception:
+            return "tls: failed to verify certificate: x509: certificate is not valid for %s" % host
+    if "CERTIFICATE_VERIFY_FAILED" in msg:
+        return "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+    return msg

@@ -293,6 +293,43 @@ class TestBlocks(unittest.TestCase):
                          ex["F"])
 
 
+class TestTLSWording(unittest.TestCase):
+    def test_san_mismatch_reads_like_go(self):
+        import ssl
+        import threading
+        d = tempfile.mkdtemp(prefix="kslab-tls-")
+        try:
+            C.make_ca(d + "/ca.crt", d + "/ca.key")
+            C.make_cert(d + "/s.crt", d + "/s.key", d + "/ca.crt", d + "/ca.key", "/CN=kube-apiserver", server=True,
+                        dns=["kubernetes"], ips=["10.96.0.1", "10.77.0.11"])
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(d + "/s.crt", d + "/s.key")
+            srv = socket.socket()
+            srv.bind(("127.%d.99.1" % NET, 0))
+            srv.listen(4)
+            port = srv.getsockname()[1]
+
+            def serve():
+                for _ in range(3):
+                    try:
+                        c, _ = srv.accept()
+                        with ctx.wrap_socket(c, server_side=True) as t:
+                            t.recv(1)
+                    except (OSError, ssl.SSLError):
+                        pass
+            th = threading.Thread(target=serve, daemon=True)
+            th.start()
+            server = "https://127.%d.99.1:%d" % (NET, port)
+            with self.assertRaises(Exception) as cm:
+                C.api_request(server, "GET", "/healthz", ca_pem=slurp(d + "/ca.crt"), timeout=5)
+            self.assertEqual(C.go_tls_error(server, cm.exception),
+                             "tls: failed to verify certificate: x509: certificate is valid for 10.96.0.1, 10.77.0.11,"
+                             " not 127.%d.99.1" % NET)
+            srv.close()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class TestConfig(Base):
     def check_init_err(self, cfg, want):
         h = self.host("cfg")
@@ -431,8 +468,9 @@ class TestPreflight(Base):
         rc, out, err = self.init_cp(h, cfg)
         self.assertEqual(rc, 1, out + err)
         self.assertIn("\t[WARNING Swap]: swap is supported for cgroup v2 only.", err)
-        self.assertIn("[kubelet-check] The kubelet is not healthy after 4m0s", out)
-        self.assertIn("error execution phase wait-control-plane:", err)
+        self.assertIn("\n[kubelet-check] The kubelet is not healthy after 4m0.000429063s\n\nUnfortunately, an error "
+                      "has occurred:\n\tThe HTTP call equal to 'curl -sSL http://127.0.0.1:10248/healthz'", out)
+        self.assertIn("error execution phase wait-control-plane: could not initialize a Kubernetes cluster", err)
         self.stop(h)
         # with failSwapOn: false the same host comes up
         h2 = self.host("swapok")
@@ -451,7 +489,8 @@ class TestPreflight(Base):
         h = self.host("cg", systemd_cgroup=False)
         rc, out, err = self.init_cp(h)
         self.assertEqual(rc, 1, out + err)
-        self.assertIn("[api-check] The API server is not healthy after 4m0s", out)
+        self.assertIn("[api-check] The API server is not healthy after 4m0.000429063s\n\nUnfortunately, an error has "
+                      "occurred:\n\tcontext deadline exceeded\n\nThis error is likely caused by:\n", out)
         self.assertIn("error execution phase wait-control-plane: could not initialize a Kubernetes cluster", err)
         self.stop(h)
 
