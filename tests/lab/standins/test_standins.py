@@ -479,6 +479,19 @@ class TestPreflight(Base):
         self.assertEqual(rc, 0, out + err)
         self.stop(h2)
 
+    def test_existing_ca_is_reused(self):
+        h = self.host("ca")
+        pki = h.path("/etc/kubernetes/pki")
+        os.makedirs(pki)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", pki + "/ca.key", "-out",
+                        pki + "/ca.crt", "-days", "30", "-subj", "/CN=kubernetes"], check=True, capture_output=True)
+        pin = C.pin_of_pem(slurp(pki + "/ca.crt"))[0]
+        rc, out, err = self.init_cp(h)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("[certs] Using existing ca certificate authority\n", out)
+        self.assertIn("--discovery-token-ca-cert-hash %s \n" % pin, out)
+        self.stop(h)
+
     def test_hostname_checks(self):
         h = self.host("Lab_Host")
         rc, out, err = self.init_cp(h)
