@@ -144,6 +144,46 @@ def cni_state(objects, pod_subnet):
     return False, "cni plugin not initialized", []
 
 
+FLANNEL_CNI_DEFAULT = """{
+  "name": "cbr0",
+  "cniVersion": "0.3.1",
+  "plugins": [
+    {
+      "type": "flannel",
+      "delegate": {
+        "hairpinMode": true,
+        "isDefaultGateway": true
+      }
+    },
+    {
+      "type": "portmap",
+      "capabilities": {
+        "portMappings": true
+      }
+    }
+  ]
+}
+"""
+
+
+def cni_files(st, node):
+    """{filename: content} the CNI's pod would write into /etc/cni/net.d on this node (once it runs)."""
+    ok, why, imgs = cni_state(st.d["objects"], st.d["cluster"].get("podSubnet"))
+    if not ok or node.get("neverReady"):
+        return {}
+    have = node.get("images")
+    if have is not None:
+        have = set(C.normalize_ref(x) for x in have)
+        if any(C.normalize_ref(i) not in have for i in imgs):
+            return {}
+    for o in st.d["objects"].values():
+        name = (o.get("metadata") or {}).get("name", "")
+        if o.get("kind") == "ConfigMap" and "flannel" in name:
+            return {"10-flannel.conflist": (o.get("data") or {}).get("cni-conf.json") or FLANNEL_CNI_DEFAULT}
+    return {"10-calico.conflist": '{"name": "k8s-pod-network", "cniVersion": "0.3.1", "plugins": '
+                                  '[{"type": "calico"}, {"type": "portmap", "capabilities": {"portMappings": true}}]}\n'}
+
+
 def short_image(ref):
     return C.normalize_ref(ref)
 
@@ -466,7 +506,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         if k in b:
                             node[k] = b[k]
                     st.save()
-                    return self.send_json(200, node_object(st, node))
+                    o = node_object(st, node)
+                    o["kslab"] = {"cni": cni_files(st, node)}
+                    return self.send_json(200, o)
                 if method == "GET":
                     if not (who in ("admin", "bootstrap") or (who == "node" and name == nname)):
                         return self.forbidden(name, "get", "nodes", nname)
@@ -743,6 +785,12 @@ def run_kubelet():
                                        ca_pem=kc["ca_pem"], cert_pem=kc["cert_pem"], key_pem=kc["key_pem"])
             if code >= 300:
                 log("heartbeat: HTTP %s %s" % (code, resp))
+            else:
+                for fname, content in ((resp.get("kslab") or {}).get("cni") or {}).items():
+                    path = C.P("/etc/cni/net.d/" + fname)
+                    if not os.path.exists(path):
+                        C.atomic_write(path, content, 0o644)
+                        log("CNI pod wrote %s" % path)
         except Exception as e:  # keep beating
             log("heartbeat failed: %s" % e)
         time.sleep(HEARTBEAT_EVERY)

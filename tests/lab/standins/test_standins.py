@@ -718,6 +718,11 @@ class TestCluster(Base):
         self.assertRegex(out, r"kube-apiserver-cp1\s+1/1\s+Running")
         rc, out, err = cp.kubectl("get", "nodes", "-o", "wide")
         self.assertIn("INTERNAL-IP", out.splitlines()[0])
+        # the flannel pod drops its CNI config on every node (kubeadm reset leaves it)
+        end = time.time() + 25
+        while time.time() < end and not os.path.exists(w1.path("/etc/cni/net.d/10-flannel.conflist")):
+            time.sleep(0.5)
+        self.assertTrue(os.path.exists(w1.path("/etc/cni/net.d/10-flannel.conflist")))
         # never-ready knob on w1: reported by its node agent
         w1.write("/etc/kubestrap-lab/faults/never-ready", "")
         self.assertTrue(self.wait_ready(cp, "w1", "False", 25))
@@ -771,7 +776,7 @@ class TestCluster(Base):
                                      "setup-tools/kubeadm/kubeadm-reset/\n\n"), out)
         self.assertFalse(os.path.exists(w1.path("/etc/kubernetes/kubelet.conf")))
         self.assertFalse(os.path.exists(w1.path("/etc/kubernetes/pki/ca.crt")))
-        cp.write("/etc/cni/net.d/10-flannel.conflist", "{}")
+        self.assertTrue(os.path.exists(w1.path("/etc/cni/net.d/10-flannel.conflist")))
         apid = C.read_pid_at(cp.path("/var/lib/kubestrap-lab/pids/apiserver.pid"))
         cp.must("kubeadm", "reset", "-f")
         self.assertFalse(C.pid_alive(apid))
