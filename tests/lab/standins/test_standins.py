@@ -492,6 +492,25 @@ class TestPreflight(Base):
         self.assertIn("--discovery-token-ca-cert-hash %s \n" % pin, out)
         self.stop(h)
 
+    def test_v1beta3_init_ok_with_warning(self):
+        h = self.host("b3")
+        rc, out, err = self.init_cp(h, init_config(h.ip, api="v1beta3"))
+        self.assertEqual(rc, 0, out + err)
+        self.assertRegex(err, r'W\d{4} [\d:.]+ +\d+ common.go:101\] your configuration file uses a deprecated API '
+                              r'spec: "kubeadm.k8s.io/v1beta3" \(kind: "InitConfiguration"\)')
+        self.assertIn("--node-ip=%s" % h.ip, slurp(h.path("/var/lib/kubelet/kubeadm-flags.env")))
+        self.stop(h)
+
+    def test_kubelet_version_skew(self):
+        h = self.host("skew")
+        h.write("/usr/share/kubestrap-lab/kubelet.version", "v1.32.0\n")
+        self.assertEqual(h.must("kubelet", "--version"), "Kubernetes v1.32.0\n")
+        rc, out, err = self.init_cp(h)
+        self.assertEqual(rc, 1)
+        self.assertIn('\t[ERROR KubeletVersion]: the kubelet version is higher than the control plane version. This is '
+                      'not a supported version skew and may lead to a malfunctional cluster. Kubelet version: "v1.32.0" '
+                      'Control plane version: "v1.31.2"\n', err)
+
     def test_hostname_checks(self):
         h = self.host("Lab_Host")
         rc, out, err = self.init_cp(h)
