@@ -166,6 +166,19 @@ t_unsigned_refused() { # the k8s repo key is not pre-trusted: without signed-by,
 }
 check "k8s repo key is not pre-trusted (apt refuses the repo without signed-by)" t_unsigned_refused
 
+t_latest_vs_pinned() { # two versions per repo: an unpinned install would get the newer one; hold keeps the pin
+    on 2 'set -e
+        curl -fsSL "http://10.77.0.1:8080/k8s/core:/stable:/v1.32/deb/Release.key" | sudo -n gpg --batch --yes --dearmor -o /etc/apt/keyrings/k132.gpg
+        echo "deb [signed-by=/etc/apt/keyrings/k132.gpg] http://10.77.0.1:8080/k8s/core:/stable:/v1.32/deb/ /" | sudo -n tee /etc/apt/sources.list.d/k132.list >/dev/null
+        sudo -n apt-get update -qq
+        apt-cache madison kubeadm | grep -q "1.32.0-1.1" && apt-cache madison kubeadm | grep -q "1.32.1-1.1" && apt-cache madison kubeadm | grep -q "1.31.1-1.1"
+        [ "$(apt-cache policy kubeadm | sed -n "s/ *Candidate: //p")" = 1.32.1-1.1 ]
+        sudo -n apt-get -s upgrade | grep -q "kept back\|held back\|The following packages have been kept back" || sudo -n apt-get -s upgrade | grep -vq "^Inst kubeadm"
+        ! sudo -n apt-get -s upgrade | grep -q "^Inst kubeadm"
+        sudo -n rm -f /etc/apt/sources.list.d/k132.list /etc/apt/keyrings/k132.gpg; sudo -n apt-get update -qq'
+}
+check "both versions visible (candidate = newest), apt-mark hold keeps the pinned kubeadm" t_latest_vs_pinned
+
 t_docker() {
     on 3 'set -e
         sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io cri-dockerd >/dev/null
@@ -190,15 +203,17 @@ t_containerd() {
             containerd config default | sed -e "s/SystemdCgroup = false/SystemdCgroup = true/" -e "s|sandbox_image = .*|sandbox_image = \"registry.k8s.io/pause:3.10\"|" | sudo -n tee /etc/containerd/config.toml >/dev/null
             grep -q "SystemdCgroup = true" /etc/containerd/config.toml
             grep -q "sandbox_image = \"registry.k8s.io/pause:3.10\"" /etc/containerd/config.toml
+            sudo -n systemctl daemon-reload
             sudo -n systemctl restart containerd
             sudo -n systemctl enable containerd
             [ "$(sudo -n systemctl is-active containerd)" = active ]
+            [ "$(sudo -n systemctl is-enabled containerd)" = enabled ]
             sudo -n systemctl enable --now kubelet
             echo 40 | sudo -n tee /etc/kubestrap-lab/max-wait-seconds >/dev/null
             sudo -n modprobe br_netfilter; sudo -n sysctl -w net.ipv4.ip_forward=1 >/dev/null' || return 1
     done
 }
-check "containerd config with SystemdCgroup=true + pause:3.10 sandbox, systemctl restart/enable/is-active" t_containerd
+check "containerd config with SystemdCgroup=true + pause:3.10 sandbox, systemctl daemon-reload/restart/enable/is-active/is-enabled" t_containerd
 
 t_import() {
     local k
@@ -212,7 +227,7 @@ t_import() {
 check "ctr -n k8s.io images import of the tarball; ctr images ls / crictl images list it" t_import
 
 t_hostnamectl() {
-    on 1 'sudo -n hostnamectl set-hostname cp1 && [ "$(hostname)" = cp1 ] && [ "$(cat /etc/hostname)" = cp1 ] && sudo -n true' &&
+    on 1 'sudo -n hostnamectl set-hostname cp1 && [ "$(hostname)" = cp1 ] && [ "$(cat /etc/hostname)" = cp1 ] && [ -z "$(sudo -n true 2>&1)" ]' &&
         on 2 'sudo -n hostnamectl set-hostname w1' && on 3 'sudo -n hostnamectl set-hostname w2'
 }
 check "hostnamectl set-hostname (real UTS name + /etc/hostname; sudo still quiet)" t_hostnamectl
@@ -282,6 +297,16 @@ t_join_notoken() {
         ! on 2 "sudo -n kubeadm join $CP:6443 --token abcdef.ffffffffffffffff --discovery-token-ca-cert-hash sha256:$PIN"
 }
 check "kubeadm join without a token / with an unknown token is refused" t_join_notoken
+
+t_preflight() {
+    local out
+    out=$(on 3 "sudo -n sysctl -w net.ipv4.ip_forward=0 >/dev/null; sudo -n kubeadm join $CP:6443 --token $TOKEN --discovery-token-ca-cert-hash sha256:$PIN --cri-socket unix:///var/run/cri-dockerd.sock" 2>&1)
+    local rc=$?
+    on 3 'sudo -n sysctl -w net.ipv4.ip_forward=1 >/dev/null'
+    echo "$out"
+    [[ $rc != 0 ]] && echo "$out" | grep -q "ERROR FileContent--proc-sys-net-ipv4-ip_forward" && echo "$out" | grep -q "Some fatal errors occurred"
+}
+check "join preflight on real host state: ip_forward=0 -> [ERROR FileContent--proc-sys-net-ipv4-ip_forward]" t_preflight
 
 check "fault never-ready on host 3" lab fault 3 never-ready on
 
@@ -375,6 +400,36 @@ t_images_list() {
     on 1 "kubeadm config images list --kubernetes-version v$V" | grep -qx "registry.k8s.io/etcd:3.5.15-0"
 }
 check "kubeadm config images list" t_images_list
+
+t_drain_delete() {
+    on 1 'kubectl drain w1 --ignore-daemonsets --delete-emptydir-data' || return 1
+    on 1 'kubectl get nodes --no-headers' | grep -q "^w1 .*SchedulingDisabled" || return 1
+    on 1 'kubectl delete node w1' || return 1
+    ! on 1 'kubectl get nodes --no-headers' | grep -q "^w1 "
+}
+check "kubectl drain w1 (SchedulingDisabled) and delete node w1" t_drain_delete
+
+t_join_config() { # w1 rejoins with a JoinConfiguration file after reset -f
+    on 2 'sudo -n kubeadm reset -f' >/dev/null 2>&1 || return 1
+    onin 2 'cat > /tmp/join.yaml' <<EOF
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: $CP:6443
+    token: $TOKEN
+    caCertHashes:
+      - sha256:$PIN
+nodeRegistration:
+  name: w1
+  criSocket: unix:///run/containerd/containerd.sock
+EOF
+    on 2 'sudo -n kubeadm join --config /tmp/join.yaml' | grep -q "This node has joined the cluster" || return 1
+    local i
+    for i in $(seq 20); do on 1 'kubectl get nodes --no-headers' | grep -q "^w1 *Ready" && return 0; sleep 1; done
+    return 1
+}
+check "reset -f + kubeadm join --config (v1beta4 JoinConfiguration): w1 back and Ready" t_join_config
 
 # ------------------------------------------------------------------ fault knobs
 t_join_fails() {
