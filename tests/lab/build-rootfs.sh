@@ -4,7 +4,7 @@
 #   namespaced-tier fixes from shared/reference/test-hosts.md applied.
 # Also downloads (once) the real Debian containerd/runc/docker.io debs and their dependency
 # closure against this rootfs into $CACHE/debian-debs (served later as the lab's /debian/ repo).
-# Usage: tests/lab/build-rootfs.sh [--force]
+# Usage: tests/lab/build-rootfs.sh [--force | --debs]   (--debs: download the Debian debs again)
 set -euo pipefail
 CACHE=${KUBESTRAP_LAB_CACHE:-/var/cache/kubestrap-lab}
 ROOTFS=$CACHE/rootfs
@@ -13,16 +13,17 @@ FORCE=0
 
 log() { echo "lab: $*" >&2; }
 
+# The URIs apt uses on this machine (active lines only, never comments), deb822 and one-line formats.
+apt_uris() {
+    cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        awk '/^[[:space:]]*#/ {next} /^URIs:/ {for (i = 2; i <= NF; i++) print $i}'
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}'
+}
 # The Debian mirror apt already uses on this machine (never hardcode another host).
 mirror_url() {
-    local u=""
-    if ls /etc/apt/sources.list.d/*.sources >/dev/null 2>&1; then
-        u=$(awk '/^URIs:/{print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -E '/debian/?$' | head -n1 || true)
-    fi
-    if [[ -z $u ]]; then
-        u=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-            awk '$1=="deb" {for(i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit}}' | grep -E '/debian/?$' | head -n1 || true)
-    fi
+    local u
+    u=$(apt_uris | grep -E '/debian/?$' | head -n1 || true)
     [[ -n $u ]] || { log "cannot find the Debian mirror in /etc/apt/sources.list*"; exit 1; }
     echo "${u%/}"
 }
@@ -137,10 +138,13 @@ download_debian_debs() {
         echo "deb $mirror bookworm main"
         echo "deb $mirror bookworm-updates main"
         local sec
-        sec=$(grep -rhoE 'https?://[^ ]*debian-security/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -n1 || true)
+        sec=$(apt_uris | grep -E '/debian-security/?$' | head -n1 || true)
         [[ -n $sec ]] && echo "deb ${sec%/} bookworm-security main"
     } >"$tmp/root/etc/apt/sources.list"
     cp -a /usr/share/keyrings/debian-archive-keyring.gpg "$tmp/root/etc/apt/trusted.gpg.d/" 2>/dev/null || true
+    # the same date checks as this machine's apt (e.g. a snapshot mirror with Check-Valid-Until "false")
+    apt-config dump 2>/dev/null | grep -E '^Acquire::(Check-Valid-Until|Check-Date|Max-ValidTime) ' \
+        >"$tmp/root/etc/apt/apt.conf.d/99kubestrap-lab-host" || true
     mkdir -p "$tmp/root/proc"
     chroot "$tmp/root" apt-get -q update >"$CACHE/debian-debs.log" 2>&1 || { tail "$CACHE/debian-debs.log" >&2; exit 1; }
     chroot "$tmp/root" apt-get -q -y --no-install-recommends --download-only install containerd runc docker.io \
@@ -156,6 +160,6 @@ if [[ $FORCE == 1 || ! -x $ROOTFS/usr/sbin/sshd ]]; then
     wait_apt
     build_rootfs
 fi
-if [[ $FORCE == 1 || ! -d $CACHE/debian-debs ]]; then
+if [[ $FORCE == 1 || ${1:-} == --debs || ! -d $CACHE/debian-debs ]]; then
     download_debian_debs
 fi
