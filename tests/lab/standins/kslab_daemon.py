@@ -535,6 +535,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if "unschedulable" in spec:
                         changed = bool(node.get("unschedulable")) != bool(spec["unschedulable"])
                         node["unschedulable"] = bool(spec["unschedulable"])
+                    if "taints" in spec:
+                        node["taints"] = [t for t in (spec.get("taints") or [])
+                                          if t.get("key") not in ("node.kubernetes.io/not-ready",
+                                                                  "node.kubernetes.io/unschedulable")]
+                        changed = True
                     labels = (b.get("metadata") or {}).get("labels")
                     if isinstance(labels, dict):
                         for k, v in labels.items():

@@ -749,6 +749,11 @@ class TestCluster(Base):
         self.assertTrue(self.wait_ready(cp, "w1", "False", 25))
         os.unlink(w1.path("/etc/kubestrap-lab/faults/never-ready"))
         self.assertTrue(self.wait_ready(cp, "w1", "True", 25))
+        rc, out, err = cp.kubectl("taint", "nodes", "--all", "node-role.kubernetes.io/control-plane-")
+        self.assertEqual((rc, out), (1, "node/cp1 untainted\n"))
+        self.assertIn('error: taint "node-role.kubernetes.io/control-plane" not found', err)
+        rc, out, err = cp.kubectl("get", "node", "cp1", "-o", "jsonpath={.spec.taints}")
+        self.assertEqual(out, "")
         rc, out, err = cp.kubectl("wait", "--for=condition=Ready", "node/w1", "--timeout=5s")
         self.assertEqual((rc, out), (0, "node/w1 condition met\n"))
 
