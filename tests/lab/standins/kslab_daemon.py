@@ -502,10 +502,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         return self.not_found("nodes", nname)
                     b = self.body() or {}
                     node["lastHeartbeat"] = time.time()
+                    dirty = False
                     for k in ("neverReady", "images", "ip", "kubeletVersion", "runtimeVersion"):
-                        if k in b:
+                        if k in b and node.get(k) != b[k]:
                             node[k] = b[k]
-                    st.save()
+                            dirty = True
+                    if dirty:  # heartbeats alone stay in memory (a restarted API waits for the next beat)
+                        st.save()
                     o = node_object(st, node)
                     o["kslab"] = {"cni": cni_files(st, node)}
                     return self.send_json(200, o)
