@@ -136,6 +136,17 @@ sys.exit(0 if tags==want else print(tags) or 1)'
 }
 check "images $V: deterministic docker-archive with the contract's RepoTags" t_images
 
+t_images_repo() {
+    lab images 1.32.1 --repo registry.lab.invalid:5000/k8s -o "$WORK/r.tar" || return 1
+    tar -xOf "$WORK/r.tar" manifest.json | python3 -c '
+import json,sys
+tags={t for m in json.load(sys.stdin) for t in m["RepoTags"]}
+need={"registry.lab.invalid:5000/k8s/coredns:v1.11.3","registry.lab.invalid:5000/k8s/etcd:3.5.16-0",
+      "registry.lab.invalid:5000/k8s/kube-proxy:v1.32.1","ghcr.io/flannel-io/flannel:v0.26.1"}
+sys.exit(0 if need <= tags and len(tags) == 9 else print(sorted(tags)) or 1)'
+}
+check "images 1.32.1 --repo R: kubeadm's names under a custom repository" t_images_repo
+
 # ------------------------------------------------------------------ packages, as a user installs them
 INSTALL_K8S='set -e
 sudo -n apt-get update -qq
@@ -386,6 +397,15 @@ t_flannel() {
     on 1 'kubectl get nodes -o json' | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d["items"])==3'
 }
 check "kubectl apply flannel (Network = podSubnet) -> nodes Ready; never-ready host stays NotReady" t_flannel
+
+t_never_ready_off() {
+    local i
+    lab fault 3 never-ready off || return 1
+    for i in $(seq 30); do on 1 'kubectl get nodes --no-headers' | grep -q "^w2 *Ready" && return 0; sleep 1; done
+    on 1 'kubectl get nodes'
+    return 1
+}
+check "fault never-ready off: w2 becomes Ready" t_never_ready_off
 
 t_token() {
     local out
