@@ -27,12 +27,15 @@ check() {
     local name=$1
     shift
     note "$name"
-    if "$@" >"$WORK/out" 2>&1; then
+    local t0=$EPOCHREALTIME rc=0 dt
+    "$@" >"$WORK/out" 2>&1 || rc=1
+    dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')
+    if [[ $rc == 0 ]]; then
         PASSED=$((PASSED + 1))
-        echo "PASS: $name"
+        echo "PASS: $name ($dt s)"
     else
         FAILED=$((FAILED + 1))
-        echo "FAIL: $name"
+        echo "FAIL: $name ($dt s)"
         sed 's/^/    | /' "$WORK/out" | tail -n 15
     fi
     cat "$WORK/out" >>"$LOG"
