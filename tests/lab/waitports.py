@@ -2,15 +2,37 @@
 """Wait until every ADDR:PORT accepts TCP connections (or, with --closed, refuses them).
 
 Only lab addresses are probed: every address must be in 10.77.0.0/24 and route via the lab bridge
-(checked by the caller with `ip route get`; checked again here against 10.77.0.0/24).
+(`ip route get`, checked here before any connection).
 Usage: waitports.py [--closed] TIMEOUT ADDR:PORT...
 """
 import ipaddress
+import os
 import socket
+import subprocess
 import sys
 import time
 
 LAB_NET = ipaddress.ip_network("10.77.0.0/24")
+BRIDGE = "ksbr0"
+GATEWAY = "10.77.0.1"
+
+
+def routes_via_bridge(addrs):
+    """The subset of addrs the machine routes over the lab bridge (one `ip -batch` for all)."""
+    if not os.path.exists("/sys/class/net/" + BRIDGE):
+        return set()
+    batch = "".join("route get %s\n" % a for a in addrs)
+    r = subprocess.run(["ip", "-o", "-force", "-batch", "-"], input=batch, capture_output=True, text=True)
+    ok = set()
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "local" and len(f) > 1 and f[1] == GATEWAY:
+            ok.add(GATEWAY)  # the bridge's own address
+        elif " dev %s " % BRIDGE in line + " ":
+            ok.add(f[0])
+    return ok
 
 
 def probe(addr, port):
@@ -38,6 +60,10 @@ def main(argv):
             print(f"waitports: refusing non-lab address {addr}", file=sys.stderr)
             return 2
         todo.append((addr, int(port)))
+    bad = sorted({a for a, _ in todo} - routes_via_bridge({a for a, _ in todo}))
+    if bad:
+        print("waitports: refusing: %s do(es) not route via %s" % (" ".join(bad), BRIDGE), file=sys.stderr)
+        return 2
     deadline = time.monotonic() + timeout
     while todo:
         todo = [t for t in todo if probe(*t) == closed]
