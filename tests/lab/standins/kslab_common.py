@@ -1210,3 +1210,29 @@ def go_tls_error(server, exc):
     if "CERTIFICATE_VERIFY_FAILED" in msg:
         return "tls: failed to verify certificate: x509: certificate signed by unknown authority"
     return msg
+
+
+def node_runtime_problem(kind, kubelet_config_path="/var/lib/kubelet/config.yaml"):
+    """Why pods cannot run on this node right now (None if they can): runtime down, sandbox image missing,
+    cgroup driver mismatch.  Used by the node agent for the Ready condition."""
+    ok, msg = runtime_status(kind)
+    if not ok:
+        return "container runtime is down: " + msg
+    try:
+        import yaml
+        with open(P(kubelet_config_path)) as f:
+            kcfg = yaml.safe_load(f) or {}
+    except (OSError, ValueError):
+        kcfg = {}
+    except Exception:
+        kcfg = {}
+    want = kcfg.get("cgroupDriver") or "systemd"
+    have = runtime_cgroup_driver(kind)
+    if want != have:
+        return ("cgroup driver mismatch: kubelet cgroupDriver=%s, container runtime uses %s (pods keep getting "
+                "killed)" % (want, have))
+    sb = runtime_sandbox_image(kind)
+    if sb and normalize_ref(sb) not in runtime_images(kind):
+        return ('failed to get sandbox image "%s": failed to pull image "%s": dial tcp: lookup %s: no such host'
+                % (sb, sb, sb.split("/")[0]))
+    return None

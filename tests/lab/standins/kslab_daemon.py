@@ -194,7 +194,10 @@ def node_ready(st, node):
     hb = node.get("lastHeartbeat") or 0
     if now - hb > NODE_GRACE:
         return "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."
-    if node.get("neverReady"):
+    if node.get("runtimeProblem") and node["runtimeProblem"].startswith("container runtime is down"):
+        return "False", "KubeletNotReady", ("[container runtime is down, PLEG is not healthy: pleg was last seen "
+                                            "active 3m0s ago; threshold is 3m0s]")
+    if node.get("neverReady") or node.get("runtimeProblem"):
         return "False", "KubeletNotReady", ("container runtime network not ready: NetworkReady=false "
                                             "reason:NetworkPluginNotReady message:Network plugin returns error: "
                                             "cni plugin not initialized")
@@ -301,6 +304,11 @@ def synth_pods(st):
         def state_for(imgs, needs_net=False, crash=False):
             if not alive:
                 return "Unknown"
+            rp = n.get("runtimeProblem") or ""
+            if rp.startswith("failed to get sandbox image"):
+                return "ContainerCreating"
+            if rp.startswith("cgroup driver mismatch"):
+                return "CrashLoopBackOff"
             if have is not None and any(C.normalize_ref(i) not in have for i in imgs):
                 return "ErrImagePull"
             if crash:
@@ -503,7 +511,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     b = self.body() or {}
                     node["lastHeartbeat"] = time.time()
                     dirty = False
-                    for k in ("neverReady", "images", "ip", "kubeletVersion", "runtimeVersion"):
+                    for k in ("neverReady", "images", "ip", "kubeletVersion", "runtimeVersion", "runtimeProblem"):
                         if k in b and node.get(k) != b[k]:
                             node[k] = b[k]
                             dirty = True
@@ -662,7 +670,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "taints": (b.get("spec") or {}).get("taints") or [],
                     "lastHeartbeat": now, "rv": rec.get("rv", 0) + 1})
         for k in ("ip", "kubeletVersion", "osImage", "kernel", "runtimeVersion", "neverReady", "images", "machineID",
-                  "memKi", "bootID"):
+                  "memKi", "bootID", "runtimeProblem"):
             if k in ext:
                 rec[k] = ext[k]
         ps = st.d["cluster"].get("podSubnet")
@@ -787,7 +795,8 @@ def run_kubelet():
         try:
             if images is None or time.time() - images_at > (30 if C.tier() == "vm" else 10):
                 images, images_at = sorted(C.runtime_images(kind)), time.time()
-            body = {"neverReady": C.knob("never-ready"), "images": images}
+            body = {"neverReady": C.knob("never-ready"), "images": images,
+                    "runtimeProblem": C.node_runtime_problem(kind)}
             kc = C.load_kubeconfig(conf["kubeconfig"])
             code, resp = C.api_request(kc["server"], "PUT", "/api/v1/nodes/%s/status" % conf["node"], body,
                                        ca_pem=kc["ca_pem"], cert_pem=kc["cert_pem"], key_pem=kc["key_pem"])

@@ -749,6 +749,14 @@ class TestCluster(Base):
         self.assertTrue(self.wait_ready(cp, "w1", "False", 25))
         os.unlink(w1.path("/etc/kubestrap-lab/faults/never-ready"))
         self.assertTrue(self.wait_ready(cp, "w1", "True", 25))
+        # a stopped container runtime takes the node down too
+        w1.must("systemctl", "stop", "containerd")
+        self.assertTrue(self.wait_ready(cp, "w1", "False", 25))
+        rc, out, err = cp.kubectl("get", "node", "w1", "-o",
+                                  'jsonpath={.status.conditions[?(@.type=="Ready")].message}')
+        self.assertIn("container runtime is down", out)
+        w1.must("systemctl", "start", "containerd")
+        self.assertTrue(self.wait_ready(cp, "w1", "True", 25))
         rc, out, err = cp.kubectl("taint", "nodes", "--all", "node-role.kubernetes.io/control-plane-")
         self.assertEqual((rc, out), (1, "node/cp1 untainted\n"))
         self.assertIn('error: taint "node-role.kubernetes.io/control-plane" not found', err)
