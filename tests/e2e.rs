@@ -40,7 +40,11 @@ impl Lab {
     }
 
     fn lab(args: &[&str]) -> Output {
-        Command::new(root().join("scripts/lab"))
+        // KUBESTRAP_LAB_SCRIPT runs the tests against another lab instance (own bridge and subnet).
+        let script = std::env::var_os("KUBESTRAP_LAB_SCRIPT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("scripts/lab"));
+        Command::new(script)
             .args(args)
             .output()
             .expect("run scripts/lab")
@@ -77,6 +81,11 @@ impl Drop for Lab {
     }
 }
 
+/// The lab subnet's first three octets (10.77.0 unless KUBESTRAP_LAB_NET says otherwise).
+fn net() -> String {
+    std::env::var("KUBESTRAP_LAB_NET").unwrap_or_else(|_| "10.77.0".into())
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -107,7 +116,7 @@ fn assert_cluster(lab: &Lab, inv: &Path, names: &[&str], version: &str, runtime:
         assert_eq!(lab.sh(k, "hostname").trim(), *name, "hostname of host {k}");
         let hosts = lab.sh(k, "cat /etc/hosts");
         for (j, other) in names.iter().enumerate() {
-            let line = format!("10.77.0.{} {}", 11 + j, other);
+            let line = format!("{}.{} {}", net(), 11 + j, other);
             assert!(
                 hosts.contains(&line),
                 "host {k} /etc/hosts lacks `{line}`:\n{hosts}"
@@ -193,7 +202,7 @@ fn assert_cluster(lab: &Lab, inv: &Path, names: &[&str], version: &str, runtime:
             .find(|a| a["type"] == "InternalIP")
             .unwrap()["address"]
             .clone();
-        assert_eq!(ip, format!("10.77.0.{}", 11 + j), "node IP of {name}");
+        assert_eq!(ip, format!("{}.{}", net(), 11 + j), "node IP of {name}");
         assert_eq!(
             node["status"]["nodeInfo"]["kubeletVersion"],
             format!("v{version}")
@@ -206,7 +215,10 @@ fn assert_cluster(lab: &Lab, inv: &Path, names: &[&str], version: &str, runtime:
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let text = std::fs::read_to_string(&kc).unwrap();
-    assert!(text.contains("server: https://10.77.0.11:6443"), "{text}");
+    assert!(
+        text.contains(&format!("server: https://{}.11:6443", net())),
+        "{text}"
+    );
     assert!(inv.parent().unwrap().join(".kubestrap/.gitignore").exists());
 }
 
@@ -323,7 +335,9 @@ fn containerd_one_plus_three_then_noop() {
     assert!(!so.contains("cp1"));
     let kc = kubestrap(&["kubeconfig", "-i", inv.to_str().unwrap()]);
     assert_eq!(kc.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&kc.stdout).contains("server: https://10.77.0.11:6443"));
+    assert!(
+        String::from_utf8_lossy(&kc.stdout).contains(&format!("server: https://{}.11:6443", net()))
+    );
 }
 
 #[test]

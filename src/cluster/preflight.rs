@@ -128,9 +128,12 @@ pub fn check(run: &Run) -> Vec<Finding> {
                 ),
             );
         }
-        if f.get("cgroupfs") != "cgroup2fs" {
-            add(name, false, "cgroups", format!("cgroup v1 host ({}); kubelet 1.35+ refuses cgroup v1 by default — use a cgroup v2 OS", f.get("cgroupfs")));
-        } else {
+        match f.get("cgroupfs") {
+            "cgroup2fs" => {}
+            "tmpfs" => add(name, false, "cgroups", "cgroup v1 host; kubelet 1.35+ refuses cgroup v1 by default: use a cgroup v2 OS".into()),
+            other => add(name, false, "cgroups", format!("no cgroup filesystem at /sys/fs/cgroup (found {other:?}); the kubelet needs cgroup v2")),
+        }
+        if f.get("cgroupfs") == "cgroup2fs" {
             let ctrls = f.get("cgroup_controllers");
             let missing: Vec<&str> = ["cpu", "cpuset", "memory", "pids"]
                 .into_iter()
