@@ -44,7 +44,9 @@ check() {
 cleanup() {
     local rc=$?
     [[ -n ${KUBESTRAP_LAB_KEEP:-} ]] || lab down >/dev/null 2>&1 || true
-    if [[ $FAILED -gt 0 ]]; then cp "$LOG" "${TMPDIR:-/tmp}/kubestrap-lab-selftest.log" 2>/dev/null || true; fi
+    if [[ $FAILED -gt 0 ]] && cp "$LOG" "${TMPDIR:-/tmp}/kubestrap-lab-selftest.log" 2>/dev/null; then
+        echo "selftest: full log of every check in ${TMPDIR:-/tmp}/kubestrap-lab-selftest.log" >&2
+    fi
     rm -rf "$WORK"
     exit $rc
 }
