@@ -870,6 +870,10 @@ class TestRuntimeStandins(Base):
         self.assertEqual(h.run("systemctl", "is-active", "containerd")[:2], (0, "active\n"))
         self.assertEqual(h.run("systemctl", "is-enabled", "kubelet")[:2], (0, "enabled\n"))
         self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (3, "inactive\n"))
+        h.must("systemctl", "start", "kubelet")  # no /var/lib/kubelet/config.yaml yet: crash-loop
+        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (3, "activating\n"))
+        h.write("/var/lib/kubelet/config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n")
+        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (0, "active\n"))
         rc, out, err = h.run("systemctl", "start", "nosuch")
         self.assertEqual((rc, err), (5, "Failed to start nosuch.service: Unit nosuch.service not found.\n"))
         rc, out, err = h.run("systemctl", "enable", "nosuch")
