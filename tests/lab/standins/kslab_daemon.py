@@ -730,6 +730,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class TLSServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # up to 100 lab hosts join/heartbeat at once
 
     def __init__(self, addr, ctx, st, conf, version_info):
         self.ctx = ctx
