@@ -36,6 +36,8 @@ wait_apt() {
     done
 }
 
+# bump when the rootfs recipe changes: caches of another format are rebuilt
+FORMAT=1
 PKGS=openssh-server,sudo,python3,python3-yaml,openssl,curl,gpg,iproute2,procps,kmod,libnss-myhostname,ca-certificates,iptables,ethtool,socat,conntrack,tini,psmisc,less
 
 build_rootfs() {
@@ -113,6 +115,7 @@ EOF
     : >"$tmp/etc/apt/sources.list"
     mkdir -p "$tmp/usr/share/kubestrap-lab" "$tmp/usr/lib/kubestrap-lab"
     echo "built $(date -u +%FT%TZ) from $mirror" >"$tmp/usr/share/kubestrap-lab/base-rootfs"
+    echo "$FORMAT" >"$tmp/.kubestrap-lab-format"
     rm -rf "$ROOTFS"
     mv "$tmp" "$ROOTFS"
     awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f\n", b-a}' >"$CACHE/rootfs.build-seconds"
@@ -156,7 +159,7 @@ download_debian_debs() {
     log "debian debs: $(ls "$out" | wc -l) files, $(du -sm "$out" | cut -f1) MB"
 }
 
-if [[ $FORCE == 1 || ! -x $ROOTFS/usr/sbin/sshd ]]; then
+if [[ $FORCE == 1 || ! -x $ROOTFS/usr/sbin/sshd || $(cat "$ROOTFS/.kubestrap-lab-format" 2>/dev/null) != "$FORMAT" ]]; then
     wait_apt
     build_rootfs
 fi
