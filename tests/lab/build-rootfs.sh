@@ -115,9 +115,9 @@ EOF
     : >"$tmp/etc/apt/sources.list"
     mkdir -p "$tmp/usr/share/kubestrap-lab" "$tmp/usr/lib/kubestrap-lab"
     echo "built $(date -u +%FT%TZ) from $mirror" >"$tmp/usr/share/kubestrap-lab/base-rootfs"
-    echo "$FORMAT" >"$tmp/.kubestrap-lab-format"
     rm -rf "$ROOTFS"
     mv "$tmp" "$ROOTFS"
+    echo "$FORMAT" >"$CACHE/rootfs.format"
     awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f\n", b-a}' >"$CACHE/rootfs.build-seconds"
     log "base rootfs built in $(cat "$CACHE/rootfs.build-seconds") s ($(du -sm "$ROOTFS" | cut -f1) MB)"
 }
@@ -159,7 +159,7 @@ download_debian_debs() {
     log "debian debs: $(ls "$out" | wc -l) files, $(du -sm "$out" | cut -f1) MB"
 }
 
-if [[ $FORCE == 1 || ! -x $ROOTFS/usr/sbin/sshd || $(cat "$ROOTFS/.kubestrap-lab-format" 2>/dev/null) != "$FORMAT" ]]; then
+if [[ $FORCE == 1 || ! -x $ROOTFS/usr/sbin/sshd || $(cat "$CACHE/rootfs.format" 2>/dev/null) != "$FORMAT" ]]; then
     wait_apt
     build_rootfs
 fi
