@@ -162,6 +162,7 @@ download_debian_debs() {
 if [[ $FORCE == 1 || ! -x $ROOTFS/usr/sbin/sshd || $(cat "$CACHE/rootfs.format" 2>/dev/null) != "$FORMAT" ]]; then
     wait_apt
     build_rootfs
+    FORCE=1 # the dependency closure is computed against this rootfs
 fi
 if [[ $FORCE == 1 || ${1:-} == --debs || ! -d $CACHE/debian-debs ]]; then
     download_debian_debs
