@@ -74,6 +74,22 @@ check "machine-ids all differ ($(sort -u "$tmp/ids" 2>/dev/null | wc -l) distinc
     bash -c "[ \$(sort -u '$tmp/ids' | wc -l) = $N ]"
 rm -rf "$tmp"
 
+echo "real machine side:"
+check "no route from the real machine to 192.168.77.0/24 (unreachable guard)" bash -c '! ip route get 192.168.77.11 >/dev/null 2>&1'
+check "no route from the real machine to 10.0.2.0/24 (unreachable guard)" bash -c '! ip route get 10.0.2.15 >/dev/null 2>&1'
+inv=$("$LV" inventory --version 1.31.2 2>&1)
+check "inventory: 3 hosts on 127.0.0.1:2231-2233 with internalAddress 192.168.77.11-13" bash -c '
+    for k in 1 2 3; do grep -q "address: 127.0.0.1, ssh: { port: 223$k }, internalAddress: 192.168.77.1$k" <<<"$1" || { echo "$1"; exit 1; }; done' _ "$inv"
+check "inventory: packageRepository as the VMs see it" grep -q 'packageRepository: http://10.0.2.100:8080/k8s/core:/stable:/v1.31/deb/' <<<"$inv"
+if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+    check "inventory is valid YAML" /usr/bin/python3 -c 'import sys, yaml; d = yaml.safe_load(sys.stdin); assert len(d["hosts"]) == 3 and d["hosts"][0]["ssh"]["port"] == 2231' <<<"$inv"
+fi
+kh=$(sed -n 's/^  knownHostsFile: //p' <<<"$inv")
+check "ssh with the inventory's key + knownHostsFile (StrictHostKeyChecking=yes)" \
+    ssh -i "$LAB/ssh/id_ed25519" -o UserKnownHostsFile="$kh" -o StrictHostKeyChecking=yes -o BatchMode=yes \
+        -o IdentitiesOnly=yes -p 2232 ops@127.0.0.1 true
+check "VM host keys mirrored into \$LAB/ssh/known_hosts" bash -c "grep -q '^\[127.0.0.1\]:2231 ssh-ed25519 ' '$LAB/ssh/known_hosts'"
+
 echo "lab repo through the guestfwd relay:"
 check "http://10.0.2.100:8080/ answers" vm 1 'curl -fsS -m 10 -o /dev/null http://10.0.2.100:8080/'
 www=$(cat "$LAB/vm/www.path" 2>/dev/null || true)
