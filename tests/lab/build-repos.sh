@@ -23,13 +23,13 @@ export SOURCE_DATE_EPOCH=1730000000
 
 standin_files() { # the stand-in files that go into packages (sorted, stable)
     [[ -d $STANDINS ]] || return 0
-    (cd "$STANDINS" && find . -mindepth 1 -maxdepth 1 -type f ! -name '*.md' ! -name '*.pyc' | sort)
+    (cd "$STANDINS" && find . -mindepth 1 -maxdepth 1 -type f ! -name '*.md' ! -name '*.pyc' ! -name 'test_*' ! -name '*_test.py' | sort)
 }
 
 content_hash() {
     {
         sha256sum "$HERE/build-repos.sh"
-        [[ -d $STANDINS ]] && (cd "$STANDINS" && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0r sha256sum)
+        [[ -d $STANDINS ]] && (cd "$STANDINS" && { standin_files; find ./units -type f 2>/dev/null; } | sort | xargs -r sha256sum)
         ls -l "$CACHE/debian-debs" 2>/dev/null
         stat -c %s "$CACHE/keys/kubestrap-lab.gpg" "$CACHE/keys/k8s-Release.key" 2>/dev/null
     } | sha256sum | cut -c1-16
