@@ -395,3 +395,139 @@ fn preflight_problems_are_reported_together_and_change_nothing() {
         "no"
     );
 }
+
+/// The VM tier: real systemd, swap in fstab, containerd from Debian running with cgroupfs.
+struct Vms {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+}
+
+impl Vms {
+    fn lab(args: &[&str]) -> Output {
+        Command::new(root().join("scripts/lab-vms"))
+            .args(args)
+            .output()
+            .expect("run scripts/lab-vms")
+    }
+    fn sh(&self, k: usize, cmd: &str) -> String {
+        let o = Self::lab(&["ssh", &k.to_string(), "sudo", "sh", "-c", &shell_quote(cmd)]);
+        assert!(
+            o.status.success(),
+            "on vm {k}: `{cmd}` failed:\n{}",
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Vms {
+    fn drop(&mut self) {
+        let _ = Self::lab(&["down"]);
+    }
+}
+
+#[test]
+#[ignore = "needs root, qemu and the VM lab: run by scripts/test"]
+fn vm_tier_one_plus_two_real_systemd_swap_containerd() {
+    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let o = Lab::lab(&["images", "1.31.2"]);
+    assert!(o.status.success(), "lab images:\n{}", text(&o));
+    let t = std::time::Instant::now();
+    let o = Vms::lab(&["up", "3"]);
+    assert!(o.status.success(), "lab-vms up 3:\n{}", text(&o));
+    eprintln!("lab-vms up 3: {:.1}s", t.elapsed().as_secs_f64());
+    let vms = Vms {
+        _guard: guard,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let o = Vms::lab(&[
+        "inventory",
+        "--hosts",
+        "3",
+        "--version",
+        "1.31.2",
+        "--preload",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let inv = vms.dir.path().join("inventory.yaml");
+    std::fs::write(&inv, &o.stdout).unwrap();
+
+    // Before: swap on, containerd with cgroupfs, the NAT address on eth0.
+    assert!(vms.sh(1, "awk 'NR>1' /proc/swaps").contains("/swapfile"));
+    assert!(vms.sh(1, "ip -o addr").contains("10.0.2.15"));
+
+    let first = up(&inv, &[]);
+    assert_eq!(first.status.code(), Some(0), "up on VMs:\n{}", text(&first));
+    let names = ["cp1", "w1", "w2"];
+    for (k, name) in names.iter().enumerate().map(|(i, n)| (i + 1, n)) {
+        assert_eq!(vms.sh(k, "hostname").trim(), *name);
+        assert_eq!(
+            vms.sh(k, "awk 'NR>1' /proc/swaps").trim(),
+            "",
+            "swap still on in vm {k}"
+        );
+        assert!(vms
+            .sh(k, "grep swap /etc/fstab")
+            .starts_with("# disabled by kubestrap"));
+        assert!(vms
+            .sh(k, "cat /etc/containerd/config.toml")
+            .contains("SystemdCgroup = true"));
+        assert_eq!(vms.sh(k, "systemctl is-active containerd").trim(), "active");
+        assert_eq!(vms.sh(k, "systemctl is-enabled kubelet").trim(), "enabled");
+        assert_eq!(
+            vms.sh(k, "sysctl -n net.bridge.bridge-nf-call-iptables")
+                .trim(),
+            "1"
+        );
+        assert!(vms.sh(k, "lsmod").contains("br_netfilter"));
+        let held = vms.sh(k, "apt-mark showhold");
+        assert!(
+            ["kubeadm", "kubelet", "kubectl"]
+                .iter()
+                .all(|p| held.lines().any(|l| l == *p)),
+            "{held}"
+        );
+    }
+    let json = vms.sh(
+        1,
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json",
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for (j, name) in names.iter().enumerate() {
+        let node = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["metadata"]["name"] == *name)
+            .expect(name);
+        let ip = node["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"] == "InternalIP")
+            .unwrap()["address"]
+            .clone();
+        assert_eq!(
+            ip,
+            format!("192.168.77.{}", 11 + j),
+            "node IP of {name} must not be the NAT address"
+        );
+        assert!(node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    }
+    let second = up(&inv, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "second up:\n{}",
+        text(&second)
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("nothing changed on any host"),
+        "{}",
+        text(&second)
+    );
+}
