@@ -149,15 +149,12 @@ async fn up(c: Common) -> i32 {
     }
 
     let cp = run.control_plane_index();
-    let facts_joined: Vec<(String, bool)> = run
-        .hosts
-        .iter()
-        .map(|h| (h.node.name.clone(), h.facts.yes("kubelet_conf")))
-        .collect();
+    // A fresh token is needed only when some inventory host is not yet a registered node.
+    let names: Vec<String> = run.hosts.iter().map(|h| h.node.name.clone()).collect();
     let init = cluster::init::run(&mut run, |registered| {
-        facts_joined
+        names
             .iter()
-            .any(|(name, _)| !registered.iter().any(|n| &n.name == name))
+            .any(|n| !registered.iter().any(|r| &r.name == n))
     })
     .await;
     let Some((bootstrap, registered)) = init else {

@@ -8,33 +8,8 @@ use sha2::{Digest, Sha256};
 use crate::inventory::{self, Inventory};
 use crate::ssh::{HostKeyPolicy, Target};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    ControlPlane,
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::ControlPlane => "control-plane",
-            Role::Worker => "worker",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    Containerd,
-    Docker,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cni {
-    Flannel,
-    Calico,
-    None,
-}
+/// The plan speaks the inventory's vocabulary: no second copy of these enums.
+pub use crate::inventory::{Cni, Role, Runtime};
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -71,7 +46,7 @@ pub struct Plan {
     /// "1.31.2"
     pub version: String,
     pub minor: u32,
-    /// kubeadm config API: v1beta4 for 1.31+, else v1beta3.
+    /// kubeadm config `apiVersion`: kubeadm.k8s.io/v1beta4 for 1.31+, else v1beta3.
     pub kubeadm_api: &'static str,
     pub runtime: Runtime,
     pub cri_socket: &'static str,
@@ -82,6 +57,8 @@ pub struct Plan {
     pub service_subnet: String,
     pub cni: Cni,
     pub control_plane_endpoint: Option<String>,
+    /// Where workers reach the API server (`host:port`).
+    pub api_endpoint: String,
     /// `cluster.pki: console`: the CA is made and kept on the console and uploaded before init.
     pub console_ca: bool,
     pub preload: Vec<Preload>,
@@ -110,15 +87,6 @@ impl Plan {
         let c = &inv.cluster;
         let v = &c.kubernetes_version;
         let version = format!("{}.{}.{}", v.major, v.minor, v.patch);
-        let runtime = match c.container_runtime {
-            inventory::Runtime::Containerd => Runtime::Containerd,
-            inventory::Runtime::Docker => Runtime::Docker,
-        };
-        let cni = match c.cni {
-            inventory::Cni::Flannel => Cni::Flannel,
-            inventory::Cni::Calico => Cni::Calico,
-            inventory::Cni::None => Cni::None,
-        };
         let state_dir = inv.state_dir();
         let t = &inv.timeouts;
         let timeouts = Timeouts {
@@ -161,10 +129,7 @@ impl Plan {
                 name: h.name.clone(),
                 address: h.address.to_string(),
                 internal_address: h.internal_address.to_string(),
-                role: match h.role {
-                    inventory::Role::ControlPlane => Role::ControlPlane,
-                    inventory::Role::Worker => Role::Worker,
-                },
+                role: h.role,
                 target: Target {
                     host_name: h.name.clone(),
                     address: h.address.to_string(),
@@ -190,21 +155,19 @@ impl Plan {
             inventory_file: inv.file.clone(),
             cluster_name: c.name.clone(),
             minor: v.minor,
-            kubeadm_api: if v.minor >= 31 { "v1beta4" } else { "v1beta3" },
-            cri_socket: match runtime {
-                Runtime::Containerd => "unix:///var/run/containerd/containerd.sock",
-                Runtime::Docker => "unix:///var/run/cri-dockerd.sock",
-            },
+            kubeadm_api: v.kubeadm_api_version(),
+            cri_socket: c.container_runtime.cri_socket(),
             pause_image: format!("{}/pause:{}", c.image_repository, pause_version(v.minor)),
             image_repository: c.image_repository.clone(),
             package_repository: c.package_repository.clone(),
             pod_subnet: c.pod_subnet.to_string(),
             service_subnet: c.service_subnet.to_string(),
             control_plane_endpoint: c.control_plane_endpoint.clone(),
+            api_endpoint: inv.api_endpoint(),
             console_ca: c.pki == inventory::PkiMode::Console,
             version,
-            runtime,
-            cni,
+            runtime: c.container_runtime,
+            cni: c.cni,
             preload,
             nodes,
             state_dir,
@@ -217,22 +180,6 @@ impl Plan {
             .iter()
             .find(|n| n.role == Role::ControlPlane)
             .expect("validated inventory has a control plane")
-    }
-
-    /// Where workers reach the API server.
-    pub fn api_endpoint(&self) -> String {
-        match &self.control_plane_endpoint {
-            Some(e) if e.contains(':') => e.clone(),
-            Some(e) => format!("{e}:6443"),
-            None => match self
-                .control_plane()
-                .internal_address
-                .parse::<std::net::IpAddr>()
-            {
-                Ok(std::net::IpAddr::V6(a)) => format!("[{a}]:6443"),
-                _ => format!("{}:6443", self.control_plane().internal_address),
-            },
-        }
     }
 }
 

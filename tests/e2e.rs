@@ -21,33 +21,59 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The namespaced tier's script; KUBESTRAP_LAB_SCRIPT runs the tests against another lab
+/// instance (own bridge and subnet).
+fn namespaced_script() -> PathBuf {
+    std::env::var_os("KUBESTRAP_LAB_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("scripts/lab"))
+}
+
+fn run_lab(script: &Path, args: &[&str]) -> Output {
+    Command::new(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()))
+}
+
+/// A running lab of either tier (scripts/lab or scripts/lab-vms), torn down on drop.
 struct Lab {
     _guard: std::sync::MutexGuard<'static, ()>,
+    script: PathBuf,
     n: usize,
     dir: tempfile::TempDir,
 }
 
 impl Lab {
     fn up(n: usize) -> Lab {
+        Self::up_with(namespaced_script(), n)
+    }
+
+    fn up_with(script: PathBuf, n: usize) -> Lab {
         let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let o = Self::lab(&["up", &n.to_string()]);
-        assert!(o.status.success(), "lab up {n} failed:\n{}", text(&o));
+        let t = std::time::Instant::now();
+        let o = run_lab(&script, &["up", &n.to_string()]);
+        assert!(
+            o.status.success(),
+            "{} up {n} failed:\n{}",
+            script.display(),
+            text(&o)
+        );
+        eprintln!(
+            "{} up {n}: {:.1}s",
+            script.display(),
+            t.elapsed().as_secs_f64()
+        );
         Lab {
             _guard: guard,
+            script,
             n,
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn lab(args: &[&str]) -> Output {
-        // KUBESTRAP_LAB_SCRIPT runs the tests against another lab instance (own bridge and subnet).
-        let script = std::env::var_os("KUBESTRAP_LAB_SCRIPT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join("scripts/lab"));
-        Command::new(script)
-            .args(args)
-            .output()
-            .expect("run scripts/lab")
+    fn lab(&self, args: &[&str]) -> Output {
+        run_lab(&self.script, args)
     }
 
     /// Write an inventory for the lab into the temp dir and return its path.
@@ -56,7 +82,7 @@ impl Lab {
         let n = self.n.to_string();
         a.push(&n);
         a.extend_from_slice(args);
-        let o = Self::lab(&a);
+        let o = self.lab(&a);
         assert!(o.status.success(), "lab inventory failed:\n{}", text(&o));
         let p = self.dir.path().join("inventory.yaml");
         std::fs::write(&p, &o.stdout).unwrap();
@@ -65,7 +91,7 @@ impl Lab {
 
     /// Run a command on host K as root and return stdout (asserting success).
     fn sh(&self, k: usize, cmd: &str) -> String {
-        let o = Self::lab(&["ssh", &k.to_string(), "sudo", "sh", "-c", &shell_quote(cmd)]);
+        let o = self.lab(&["ssh", &k.to_string(), "sudo", "sh", "-c", &shell_quote(cmd)]);
         assert!(
             o.status.success(),
             "on host {k}: `{cmd}` failed:\n{}",
@@ -77,7 +103,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Self::lab(&["down"]);
+        let _ = self.lab(&["down"]);
     }
 }
 
@@ -108,6 +134,46 @@ fn up(inv: &Path, extra: &[&str]) -> Output {
         t.elapsed().as_secs_f64()
     );
     o
+}
+
+/// A second `up` on a healthy cluster succeeds and changes nothing on any host.
+fn assert_noop_rerun(inv: &Path) {
+    let second = up(inv, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "second up:\n{}",
+        text(&second)
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("nothing changed on any host"),
+        "second up:\n{}",
+        text(&second)
+    );
+}
+
+/// A node's InternalIP and whether it is Ready, from `kubectl get nodes -o json`.
+fn node_status(nodes: &serde_json::Value, name: &str) -> (String, bool, serde_json::Value) {
+    let node = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("node {name} not registered: {nodes}"));
+    let ip = node["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    (ip, ready, node.clone())
 }
 
 /// Everything a built cluster must show on its hosts.
@@ -185,23 +251,8 @@ fn assert_cluster(lab: &Lab, inv: &Path, names: &[&str], version: &str, runtime:
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), names.len(), "nodes: {json}");
     for (j, name) in names.iter().enumerate() {
-        let node = items
-            .iter()
-            .find(|n| n["metadata"]["name"] == *name)
-            .unwrap_or_else(|| panic!("node {name} not registered: {json}"));
-        let ready = node["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let (ip, ready, node) = node_status(&v, name);
         assert!(ready, "node {name} not Ready");
-        let ip = node["status"]["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["type"] == "InternalIP")
-            .unwrap()["address"]
-            .clone();
         assert_eq!(ip, format!("{}.{}", net(), 11 + j), "node IP of {name}");
         assert_eq!(
             node["status"]["nodeInfo"]["kubeletVersion"],
@@ -348,18 +399,7 @@ fn docker_one_plus_two() {
     let first = up(&inv, &[]);
     assert_eq!(first.status.code(), Some(0), "up:\n{}", text(&first));
     assert_cluster(&lab, &inv, &["cp1", "w1", "w2"], "1.31.2", "docker");
-    let second = up(&inv, &[]);
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "second up:\n{}",
-        text(&second)
-    );
-    assert!(
-        String::from_utf8_lossy(&second.stdout).contains("nothing changed on any host"),
-        "second up:\n{}",
-        text(&second)
-    );
+    assert_noop_rerun(&inv);
 }
 
 #[test]
@@ -396,61 +436,14 @@ fn preflight_problems_are_reported_together_and_change_nothing() {
     );
 }
 
-/// The VM tier: real systemd, swap in fstab, containerd from Debian running with cgroupfs.
-struct Vms {
-    _guard: std::sync::MutexGuard<'static, ()>,
-    dir: tempfile::TempDir,
-}
-
-impl Vms {
-    fn lab(args: &[&str]) -> Output {
-        Command::new(root().join("scripts/lab-vms"))
-            .args(args)
-            .output()
-            .expect("run scripts/lab-vms")
-    }
-    fn sh(&self, k: usize, cmd: &str) -> String {
-        let o = Self::lab(&["ssh", &k.to_string(), "sudo", "sh", "-c", &shell_quote(cmd)]);
-        assert!(
-            o.status.success(),
-            "on vm {k}: `{cmd}` failed:\n{}",
-            text(&o)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
-
-impl Drop for Vms {
-    fn drop(&mut self) {
-        let _ = Self::lab(&["down"]);
-    }
-}
-
 #[test]
 #[ignore = "needs root, qemu and the VM lab: run by scripts/test"]
 fn vm_tier_one_plus_two_real_systemd_swap_containerd() {
-    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let o = Lab::lab(&["images", "1.31.2"]);
+    // The image tarball comes from the namespaced tier's tool; the VMs get it through kubestrap.
+    let o = run_lab(&namespaced_script(), &["images", "1.31.2"]);
     assert!(o.status.success(), "lab images:\n{}", text(&o));
-    let t = std::time::Instant::now();
-    let o = Vms::lab(&["up", "3"]);
-    assert!(o.status.success(), "lab-vms up 3:\n{}", text(&o));
-    eprintln!("lab-vms up 3: {:.1}s", t.elapsed().as_secs_f64());
-    let vms = Vms {
-        _guard: guard,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let o = Vms::lab(&[
-        "inventory",
-        "--hosts",
-        "3",
-        "--version",
-        "1.31.2",
-        "--preload",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let inv = vms.dir.path().join("inventory.yaml");
-    std::fs::write(&inv, &o.stdout).unwrap();
+    let vms = Lab::up_with(root().join("scripts/lab-vms"), 3);
+    let inv = vms.inventory(&["--version", "1.31.2", "--preload"]);
 
     // Before: swap on, containerd with cgroupfs, the NAT address on eth0.
     assert!(vms.sh(1, "awk 'NR>1' /proc/swaps").contains("/swapfile"));
@@ -494,40 +487,13 @@ fn vm_tier_one_plus_two_real_systemd_swap_containerd() {
     );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     for (j, name) in names.iter().enumerate() {
-        let node = v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["metadata"]["name"] == *name)
-            .expect(name);
-        let ip = node["status"]["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["type"] == "InternalIP")
-            .unwrap()["address"]
-            .clone();
+        let (ip, ready, _) = node_status(&v, name);
         assert_eq!(
             ip,
             format!("192.168.77.{}", 11 + j),
             "node IP of {name} must not be the NAT address"
         );
-        assert!(node["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        assert!(ready, "node {name} not Ready");
     }
-    let second = up(&inv, &[]);
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "second up:\n{}",
-        text(&second)
-    );
-    assert!(
-        String::from_utf8_lossy(&second.stdout).contains("nothing changed on any host"),
-        "{}",
-        text(&second)
-    );
+    assert_noop_rerun(&inv);
 }

@@ -28,7 +28,7 @@ fn bootstrap(p: &Plan) -> init::Bootstrap {
     init::Bootstrap {
         token: token(),
         ca_pin: PIN.into(),
-        endpoint: p.api_endpoint(),
+        endpoint: p.api_endpoint.clone(),
     }
 }
 

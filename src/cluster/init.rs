@@ -13,6 +13,7 @@ pub const INIT_CONFIG: &str = "/etc/kubestrap/kubeadm-init.yaml";
 pub const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
 /// What workers need to join.
+#[derive(Clone)]
 pub struct Bootstrap {
     pub token: BootstrapToken,
     pub ca_pin: String,
@@ -179,7 +180,7 @@ pub async fn run(
             Bootstrap {
                 token,
                 ca_pin: pin,
-                endpoint: p.api_endpoint(),
+                endpoint: p.api_endpoint.clone(),
             },
             nodes,
         ));
@@ -230,7 +231,7 @@ pub async fn run(
                 Bootstrap {
                     token,
                     ca_pin: pin,
-                    endpoint: p.api_endpoint(),
+                    endpoint: p.api_endpoint.clone(),
                 },
                 nodes,
             ))

@@ -52,18 +52,19 @@ async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Resu
 
 pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
     let p = Arc::new(run.plan.clone());
-    let b = Arc::new(Bootstrap {
-        token: b.token.clone(),
-        ca_pin: b.ca_pin.clone(),
-        endpoint: b.endpoint.clone(),
-    });
+    let b = Arc::new(b.clone());
     let registered: Arc<Vec<String>> =
         Arc::new(registered.iter().map(|n| n.name.clone()).collect());
     // Registered with the API and holding a kubelet.conf: this node is in the cluster; leave it.
-    let ja: Arc<Vec<bool>> = Arc::new(
+    // Leftovers of an earlier attempt (from the preflight facts) make kubeadm's preflight refuse.
+    let ja: Arc<Vec<(bool, bool)>> = Arc::new(
         run.hosts
             .iter()
-            .map(|h| h.facts.yes("kubelet_conf") && registered.contains(&h.node.name))
+            .map(|h| {
+                let kubelet_conf = h.facts.yes("kubelet_conf");
+                let joined = kubelet_conf && registered.contains(&h.node.name);
+                (joined, !joined && (kubelet_conf || h.facts.yes("pki_ca")))
+            })
             .collect(),
     );
     run.each(
@@ -72,16 +73,12 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
         move |i, node, sess| {
             let (p, b, ja) = (p.clone(), b.clone(), ja.clone());
             async move {
-                if ja[i] {
+                let (joined, stale) = ja[i];
+                if joined {
                     return Ok(vec![]);
                 }
                 let mut changes = Vec::new();
-                // Leftovers of an earlier attempt make kubeadm's preflight refuse; clear them first.
-                let probe = sess
-                    .script("join", "test -e /etc/kubernetes/kubelet.conf -o -e /etc/kubernetes/pki/ca.crt && echo stale || true", p.timeouts.command)
-                    .await
-                    .map_err(|e| StepError::from_ssh("join", e))?;
-                if probe.stdout.contains("stale") {
+                if stale {
                     run_script(&sess, "join", RESET, p.timeouts.command).await?;
                     changes.push("reset a stale earlier join".to_string());
                 }
@@ -96,7 +93,10 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                         join_once(&p, &sess, &node, &b).await.map_err(|second| {
                             StepError::new(
                                 "join",
-                                format!("{} (retried once after `kubeadm reset -f`: {})", first.message, second.message),
+                                format!(
+                                    "{} (retried once after `kubeadm reset -f`: {})",
+                                    first.message, second.message
+                                ),
                             )
                         })?;
                         changes.push("kubeadm join (second attempt after reset)".into());

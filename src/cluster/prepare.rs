@@ -1,12 +1,14 @@
 //! Phase 3: prepare every host in parallel. Each step is one remote script that rewrites a file
 //! only when its content differs and reports what it changed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use minijinja::context;
 
 use super::{run_script, Run, StepError};
-use crate::plan::{Plan, Runtime};
+use crate::plan::{Node, Plan, Runtime};
 use crate::ssh::Session;
 
 fn hosts_ctx(plan: &Plan) -> Vec<minijinja::Value> {
@@ -18,75 +20,73 @@ fn hosts_ctx(plan: &Plan) -> Vec<minijinja::Value> {
         .collect()
 }
 
-pub async fn run(run: &mut Run) {
-    let plan = Arc::new(run.plan.clone());
-
-    let p = plan.clone();
+/// One rendered script per host for `step`; `ctx` gives a host's template context. Scripts are
+/// rendered on the console before any host starts, so a template error names the template.
+async fn script_step(
+    run: &mut Run,
+    step: &'static str,
+    template: &'static str,
+    timeout: Duration,
+    ctx: impl Fn(&Node) -> minijinja::Value,
+) {
+    let scripts: Arc<HashMap<String, Result<String, String>>> = Arc::new(
+        run.plan
+            .nodes
+            .iter()
+            .map(|n| {
+                let s = crate::templates::script(template, ctx(n)).map_err(|e| e.to_string());
+                (n.name.clone(), s)
+            })
+            .collect(),
+    );
     run.each(
-        "system",
+        step,
         |_| true,
         |_, node, sess| {
-            let p = p.clone();
+            let scripts = scripts.clone();
             async move {
-                let script = crate::templates::script(
-                "scripts/system.sh.j2",
-                context! { host => context!{ name => node.name.clone() }, hosts => hosts_ctx(&p) },
-            )
-            .map_err(|e| StepError::new("system", e.to_string()))?;
-                Ok(run_script(&sess, "system", &script, p.timeouts.command)
-                    .await?
-                    .0)
+                let script = scripts[&node.name]
+                    .clone()
+                    .map_err(|e| StepError::new(step, e))?;
+                Ok(run_script(&sess, step, &script, timeout).await?.0)
             }
         },
     )
     .await;
+}
 
-    let p = plan.clone();
-    run.each(
+pub async fn run(run: &mut Run) {
+    let plan = Arc::new(run.plan.clone());
+    let t = plan.timeouts.clone();
+
+    let hosts = hosts_ctx(&plan);
+    script_step(run, "system", "scripts/system.sh.j2", t.command, |n| {
+        context! { host => context!{ name => n.name.clone() }, hosts => hosts.clone() }
+    })
+    .await;
+
+    let packages = context! {
+        package_repository => plan.package_repository.clone(),
+        version => plan.version.clone(),
+        runtime => plan.runtime.as_str(),
+    };
+    script_step(
+        run,
         "packages",
-        |_| true,
-        |_, _node, sess| {
-            let p = p.clone();
-            async move {
-                let script = crate::templates::script(
-                    "scripts/packages.sh.j2",
-                    context! {
-                        package_repository => p.package_repository.clone(),
-                        version => p.version.clone(),
-                        runtime => runtime_name(p.runtime),
-                    },
-                )
-                .map_err(|e| StepError::new("packages", e.to_string()))?;
-                Ok(run_script(&sess, "packages", &script, p.timeouts.packages)
-                    .await?
-                    .0)
-            }
-        },
+        "scripts/packages.sh.j2",
+        t.packages,
+        |_| packages.clone(),
     )
     .await;
 
-    let p = plan.clone();
-    run.each(
-        "runtime",
-        |_| true,
-        |_, _node, sess| {
-            let p = p.clone();
-            async move {
-                let name = match p.runtime {
-                    Runtime::Containerd => "scripts/runtime-containerd.sh.j2",
-                    Runtime::Docker => "scripts/runtime-docker.sh.j2",
-                };
-                let script = crate::templates::script(
-                    name,
-                    context! { pause_image => p.pause_image.clone() },
-                )
-                .map_err(|e| StepError::new("runtime", e.to_string()))?;
-                Ok(run_script(&sess, "runtime", &script, p.timeouts.command)
-                    .await?
-                    .0)
-            }
-        },
-    )
+    let runtime_template = match plan.runtime {
+        Runtime::Containerd => "scripts/runtime-containerd.sh.j2",
+        Runtime::Docker => "scripts/runtime-docker.sh.j2",
+    };
+    let runtime = context! { pause_image => plan.pause_image.clone() };
+    script_step(run, "runtime", runtime_template, t.command, |_| {
+        runtime.clone()
+    })
     .await;
 
     if !plan.preload.is_empty() {
@@ -100,13 +100,6 @@ pub async fn run(run: &mut Run) {
             },
         )
         .await;
-    }
-}
-
-pub fn runtime_name(r: Runtime) -> &'static str {
-    match r {
-        Runtime::Containerd => "containerd",
-        Runtime::Docker => "docker",
     }
 }
 
@@ -137,7 +130,7 @@ async fn preload(p: &Plan, sess: &Session) -> Result<Vec<String>, StepError> {
         }
         let script = crate::templates::script(
             "scripts/images.sh.j2",
-            context! { path => img.remote.clone(), sha256 => img.sha256.clone(), runtime => runtime_name(p.runtime) },
+            context! { path => img.remote.clone(), sha256 => img.sha256.clone(), runtime => p.runtime.as_str() },
         )
         .map_err(|e| StepError::new("images", e.to_string()))?;
         changes.extend(
