@@ -107,9 +107,17 @@ impl Drop for Lab {
     }
 }
 
-/// The lab subnet's first three octets (10.77.0 unless KUBESTRAP_LAB_NET says otherwise).
+/// The lab subnet's first three octets: 10.(77+I).0 for KUBESTRAP_LAB_INSTANCE=I (scripts/lab's rule),
+/// unless KUBESTRAP_LAB_NET says otherwise.
 fn net() -> String {
-    std::env::var("KUBESTRAP_LAB_NET").unwrap_or_else(|_| "10.77.0".into())
+    if let Ok(n) = std::env::var("KUBESTRAP_LAB_NET") {
+        return n;
+    }
+    let inst: u32 = std::env::var("KUBESTRAP_LAB_INSTANCE")
+        .ok()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0);
+    format!("10.{}.0", 77 + inst)
 }
 
 fn shell_quote(s: &str) -> String {

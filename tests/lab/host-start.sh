@@ -6,11 +6,12 @@
 # Usage: host-start.sh K HOSTDIR
 set -e
 K=$1 H=$2
+NET=${KUBESTRAP_LAB_NET:-10.77.0} # scripts/lab's instance subnet
 ip -batch - <<EOB
 link set lo up
-addr add 10.77.0.$((10 + K))/24 dev eth0
+addr add $NET.$((10 + K))/24 dev eth0
 link set eth0 up
-route add default via 10.77.0.1
+route add default via $NET.1
 EOB
 mount -a -T "$H/fstab"
 mkdir -p -m 0755 "$H/root/run/sshd" "$H/root/run/lock"

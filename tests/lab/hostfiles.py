@@ -12,8 +12,11 @@ import sys
 import uuid
 
 
+NET = os.environ.get("KUBESTRAP_LAB_NET", "10.77.0")  # set by scripts/lab for its instance
+
+
 def addr(k):
-    return "10.77.0.%d" % (10 + k)
+    return "%s.%d" % (NET, 10 + k)
 
 
 def write(path, data, mode=0o644):

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Wait until every ADDR:PORT accepts TCP connections (or, with --closed, refuses them).
 
-Only lab addresses are probed: every address must be in 10.77.0.0/24 and route via the lab bridge
+Only lab addresses are probed: every address must be in the lab subnet (10.77.0.0/24 for instance 0) and route via the lab bridge
 (`ip route get`, checked here before any connection).
 Usage: waitports.py [--closed] TIMEOUT ADDR:PORT...
 """
@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 
-LAB_NET = ipaddress.ip_network("10.77.0.0/24")
-BRIDGE = "ksbr0"
-GATEWAY = "10.77.0.1"
+# scripts/lab exports these for its instance (KUBESTRAP_LAB_INSTANCE); the defaults are instance 0
+_NET = os.environ.get("KUBESTRAP_LAB_NET", "10.77.0")
+LAB_NET = ipaddress.ip_network(_NET + ".0/24")
+BRIDGE = os.environ.get("KUBESTRAP_LAB_BRIDGE", "ksbr0")
+GATEWAY = _NET + ".1"
 
 
 def routes_via_bridge(addrs):
