@@ -433,6 +433,8 @@ fn merge(host: &SshLayer, defaults: &SshLayer, home: Option<&Path>) -> SshSettin
             .or(defaults.user.clone())
             .unwrap_or_else(|| "root".into()),
         port: host.port.or(defaults.port).unwrap_or(22),
+        user_explicit: host.user.is_some() || defaults.user.is_some(),
+        port_explicit: host.port.is_some() || defaults.port.is_some(),
         identity_file: host
             .identity_file
             .clone()
