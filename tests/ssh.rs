@@ -544,3 +544,166 @@ fn missing_secret_variables_are_named_before_connecting() {
     assert_eq!((t.user.as_str(), t.port), ("ops", 2222));
     assert_eq!(t.secrets(), vec!["pw-value-123".to_string()]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// On the namespaced lab (scripts/lab; root, network namespaces): password login and sudo that
+// wants a password, as real hosts have them. `#[ignore]`d in a plain `cargo test`; scripts/test
+// runs them with `--ignored`. KUBESTRAP_LAB_INSTANCE picks the lab instance.
+
+struct Lab {
+    script: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up(n: usize) -> Lab {
+        let script = std::env::var_os("KUBESTRAP_LAB_SCRIPT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/lab"));
+        let lab = Lab {
+            script,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        lab.run(&["up", &n.to_string()]);
+        lab
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let o = Command::new(&self.script).args(args).output().unwrap();
+        assert!(o.status.success(), "lab {args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// The lab's inventory with `extra` lines added to its top-level `ssh:` block.
+    fn inventory(&self, workers: usize, extra: &str) -> PathBuf {
+        let text = self.run(&["inventory", "--workers", &workers.to_string()]);
+        let text = text.replacen("ssh:\n", &format!("ssh:\n{extra}"), 1);
+        let p = self.dir.path().join("inventory.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).arg("down").output();
+    }
+}
+
+fn kubestrap(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs the namespaced lab (root); scripts/test runs it"]
+fn lab_sudo_password_and_password_login() {
+    let lab = Lab::up(2);
+    for k in ["1", "2"] {
+        lab.run(&["fault", k, "sudo-password", "on"]);
+    }
+    // 1. Both hosts want a sudo password and none is configured: `check` reports both, with the fix.
+    let inv = lab.inventory(1, "");
+    let (ok, out) = kubestrap(&["check", "-i", inv.to_str().unwrap()], &[]);
+    assert!(!ok, "{out}");
+    for host in ["cp1", "w1"] {
+        assert!(
+            out.lines().any(|l| l.contains(host) && l.contains("sudo")),
+            "{host} not reported: {out}"
+        );
+    }
+    assert!(out.contains("sudoPasswordEnv"), "{out}");
+
+    // 2. With the password in the named variable, every check passes and it is nowhere in output or logs.
+    let inv = lab.inventory(1, "  sudoPasswordEnv: KS_LAB_SUDO_PW\n");
+    let (ok, out) = kubestrap(
+        &["check", "-i", inv.to_str().unwrap()],
+        &[("KS_LAB_SUDO_PW", "labpass")],
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("labpass"), "{out}");
+    let logs = Command::new("grep")
+        .args(["-rl", "labpass"])
+        .arg(lab.dir.path().join(".kubestrap"))
+        .output()
+        .unwrap();
+    assert!(logs.stdout.is_empty(), "password in logs: {logs:?}");
+
+    // 3. A wrong sudo password is refused at connect time, saying which field to fix.
+    let (ok, out) = kubestrap(
+        &["check", "-i", inv.to_str().unwrap()],
+        &[("KS_LAB_SUDO_PW", "not-the-password")],
+    );
+    assert!(!ok && out.contains("sudo refused the password"), "{out}");
+    assert!(!out.contains("not-the-password"), "{out}");
+
+    // 4. Library level on host 1: password login (the key offered is not authorized), then sudo
+    //    with the password fed on stdin, twice (no cached credential may swallow it).
+    lab.run(&[
+        "exec",
+        "1",
+        "sh",
+        "-c",
+        "sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/kubestrap-lab.conf && kill -HUP $(cat /run/sshd.pid)",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let host = kubestrap::inventory::load(&inv).unwrap().hosts[0].clone();
+    std::env::set_var("KS_LAB_SUDO_PW", "labpass");
+    let mut t = Target::from_host_with(&host, Duration::from_secs(15), None, None).unwrap();
+    let stranger = lab.dir.path().join("stranger");
+    keygen(&stranger, "");
+    t.identity_file = Some(stranger);
+    t.password = Some("labpass".into());
+    t.password_env = Some("KS_LAB_LOGIN_PW".into());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let logfile = lab.dir.path().join("lib.log");
+    let redactor = Redactor::new();
+    redactor.add("labpass");
+    let log = Arc::new(HostLog::open(Some(&logfile), redactor));
+    rt.block_on(async {
+        let s = Session::connect(t.clone(), &no_agent(), ssh::client_config(), log.clone())
+            .await
+            .unwrap();
+        assert_eq!(s.privilege(), "sudo with password");
+        let limit = Duration::from_secs(20);
+        for _ in 0..2 {
+            let o = s.script("whoami", "id -u\ncat /etc/hostname >/dev/null\necho done\n", limit).await.unwrap();
+            assert_eq!(o.stdout, "0\ndone\n", "{o:?}");
+        }
+        let o = s.root_with_stdin("id -u; cat", b"line one\nline two\n", limit).await.unwrap();
+        assert_eq!(o.stdout, "0\nline one\nline two\n", "{o:?}");
+        assert!(s.put_file("/root/kubestrap-test", b"content\n", 0o600, limit).await.unwrap());
+        assert!(!s.put_file("/root/kubestrap-test", b"content\n", 0o600, limit).await.unwrap());
+        s.close().await;
+
+        // A wrong sudo password: refused at connect, without echoing it.
+        let mut bad = t.clone();
+        bad.sudo_password = Some("wrong-sudo-pw".into());
+        match Session::connect(bad, &no_agent(), ssh::client_config(), log.clone()).await {
+            Err(SshError::Sudo(m)) => assert!(m.contains("sudoPasswordEnv") && !m.contains("wrong-sudo-pw"), "{m}"),
+            Err(e) => panic!("expected a sudo error, got {e}"),
+            Ok(_) => panic!("expected a sudo error"),
+        }
+        // A wrong login password: the message names the variable.
+        let mut bad = t.clone();
+        bad.password = Some("wrong-login-pw".into());
+        let e = Session::connect(bad, &no_agent(), ssh::client_config(), log.clone()).await;
+        let e = e.err().expect("wrong password must fail").to_string();
+        assert!(e.contains("refused the password from $KS_LAB_LOGIN_PW"), "{e}");
+    });
+    let text = std::fs::read_to_string(&logfile).unwrap();
+    assert!(text.contains("with the password from $KS_LAB_LOGIN_PW"), "{text}");
+    assert!(!text.contains("labpass"), "{text}");
+}
