@@ -707,3 +707,57 @@ fn lab_sudo_password_and_password_login() {
     assert!(text.contains("with the password from $KS_LAB_LOGIN_PW"), "{text}");
     assert!(!text.contains("labpass"), "{text}");
 }
+
+#[test]
+#[ignore = "needs the namespaced lab (root); scripts/test runs it"]
+fn lab_encrypted_key_passphrase_is_asked_once_on_a_terminal_for_all_hosts() {
+    let lab = Lab::up(2);
+    let key = lab.dir.path().join("enc");
+    keygen(&key, "tty phrase");
+    for k in ["1", "2"] {
+        let o = Command::new(&lab.script)
+            .args(["exec", k, "sh", "-c", "cat >> /home/ops/.ssh/authorized_keys"])
+            .stdin(std::fs::File::open(key.with_extension("pub")).unwrap())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    }
+    let inv = lab.inventory(1, "");
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("identityFile:") {
+                format!("  identityFile: {}\n", key.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&inv, text).unwrap();
+    // script(1) gives kubestrap a terminal; the passphrase is typed once, after the prompt.
+    let cmd = format!(
+        "{} exec -i {} -- id -un",
+        env!("CARGO_BIN_EXE_kubestrap"),
+        inv.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    use std::io::Write;
+    stdin.write_all(b"tty phrase\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.matches("Enter passphrase for key").count(), 1, "{out}");
+    assert!(out.contains("cp1: ops") && out.contains("w1: ops"), "{out}");
+    assert!(!out.contains("tty phrase"), "the passphrase was echoed: {out}");
+}
