@@ -24,7 +24,10 @@ fn keygen(path: &Path, passphrase: &str) {
 fn pubkey(path: &Path) -> String {
     let mut p = path.as_os_str().to_owned();
     p.push(".pub");
-    std::fs::read_to_string(PathBuf::from(p)).unwrap().trim().to_string()
+    std::fs::read_to_string(PathBuf::from(p))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 fn free_port() -> u16 {
@@ -202,7 +205,9 @@ fn connect(t: Target, keys: &KeyCache) -> Result<(Option<String>, String), SshEr
     let log = Arc::new(HostLog::open(Some(&logfile), Redactor::new()));
     let r = rt.block_on(async {
         let s = Session::connect(t, keys, ssh::client_config(), log).await?;
-        let out = s.exec_user("echo ok", None, Duration::from_secs(10)).await?;
+        let out = s
+            .exec_user("echo ok", None, Duration::from_secs(10))
+            .await?;
         assert_eq!(out.stdout.trim(), "ok", "{out:?}");
         s.close().await;
         Ok(s.key_note.clone())
@@ -231,9 +236,12 @@ fn strict_refuses_an_unknown_key_with_its_fingerprint_and_how_to_accept_it() {
     let f = fixture();
     let sshd = Sshd::start(&[&f.key], "");
     let kh = f.dir.path().join("known_hosts");
-    let e = connect(target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)), &no_agent())
-        .unwrap_err()
-        .to_string();
+    let e = connect(
+        target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)),
+        &no_agent(),
+    )
+    .unwrap_err()
+    .to_string();
     let fp = String::from_utf8(
         Command::new("ssh-keygen")
             .arg("-lf")
@@ -276,8 +284,11 @@ fn accept_new_records_the_key_says_so_and_then_strict_accepts_it() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let (note, _) =
-        connect(target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)), &no_agent()).unwrap();
+    let (note, _) = connect(
+        target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)),
+        &no_agent(),
+    )
+    .unwrap();
     assert_eq!(note, None, "a known key needs no note");
 }
 
@@ -323,7 +334,10 @@ fn hashed_entries_in_the_users_known_hosts_are_honoured() {
         .unwrap();
     assert!(o.status.success());
     let text = std::fs::read_to_string(&user_kh).unwrap();
-    assert!(text.starts_with("|1|") && !text.contains("127.0.0.1"), "{text}");
+    assert!(
+        text.starts_with("|1|") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
     // The inventory's file does not exist; the user's hashed one knows the host.
     let mut t = target(
         sshd.port,
@@ -341,10 +355,16 @@ fn policy_off_connects_and_warns() {
     let f = fixture();
     let sshd = Sshd::start(&[&f.key], "");
     let kh = f.dir.path().join("known_hosts");
-    let (note, _) =
-        connect(target(sshd.port, &kh, HostKeyPolicy::Off, Some(&f.key)), &no_agent()).unwrap();
+    let (note, _) = connect(
+        target(sshd.port, &kh, HostKeyPolicy::Off, Some(&f.key)),
+        &no_agent(),
+    )
+    .unwrap();
     let note = note.unwrap();
-    assert!(note.contains("NOT checked") && note.contains("SHA256:"), "{note}");
+    assert!(
+        note.contains("NOT checked") && note.contains("SHA256:"),
+        "{note}"
+    );
     assert!(!kh.exists());
 }
 
@@ -390,8 +410,12 @@ fn an_ssh_config_alias_with_proxyjump_goes_through_the_bastion() {
         "kb-target",
         &format!("ssh: {{ user: root, knownHostsFile: {} }}\n", kh.display()),
     );
-    let t = Target::from_host_with(&host, Duration::from_secs(10), Some(&cfg), Some(&home)).unwrap();
-    assert_eq!((t.address.as_str(), t.port, t.user.as_str()), ("127.0.0.1", target_sshd.port, "root"));
+    let t =
+        Target::from_host_with(&host, Duration::from_secs(10), Some(&cfg), Some(&home)).unwrap();
+    assert_eq!(
+        (t.address.as_str(), t.port, t.user.as_str()),
+        ("127.0.0.1", target_sshd.port, "root")
+    );
     assert_eq!(t.identity_file.as_deref(), Some(f.key.as_path()));
     assert_eq!(t.jumps.len(), 1);
     assert_eq!(t.jumps[0].port, bastion.port);
@@ -441,7 +465,11 @@ fn an_explicit_bastion_is_used_and_its_host_key_checked_too() {
 
     // A bastion that does not forward: the message says what to check.
     let closed = Sshd::start(&[&f.key], "AllowTcpForwarding no");
-    std::fs::write(&kh, format!("{}\n{}\n", target_sshd.known_line(), closed.known_line())).unwrap();
+    std::fs::write(
+        &kh,
+        format!("{}\n{}\n", target_sshd.known_line(), closed.known_line()),
+    )
+    .unwrap();
     let mut t2 = t.clone();
     t2.jumps[0].port = closed.port;
     let e = connect(t2, &no_agent()).unwrap_err().to_string();
@@ -462,11 +490,19 @@ fn ssh_agent_keys_are_used_when_no_key_file_is_given() {
         &KeyCache::new(Some(agent.sock.clone()), false),
     )
     .unwrap();
-    assert!(log.contains("authenticated as root with an ssh-agent key (SHA256:"), "{log}");
+    assert!(
+        log.contains("authenticated as root with an ssh-agent key (SHA256:"),
+        "{log}"
+    );
 
     // Without the agent the same login fails, naming what was tried.
     let e = connect(
-        target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.dir.path().join("nope"))),
+        target(
+            sshd.port,
+            &kh,
+            HostKeyPolicy::Strict,
+            Some(&f.dir.path().join("nope")),
+        ),
         &no_agent(),
     )
     .unwrap_err()
@@ -510,14 +546,20 @@ fn an_encrypted_key_is_decrypted_with_passphrase_env_or_used_through_the_agent()
     std::env::set_var("KUBESTRAP_TEST_SSH_PASS", "correct horse");
     let keys = no_agent();
     let (_, log) = connect(t(Some("KUBESTRAP_TEST_SSH_PASS")), &keys).unwrap();
-    assert!(log.contains(&format!("with key {}", enc.display())), "{log}");
+    assert!(
+        log.contains(&format!("with key {}", enc.display())),
+        "{log}"
+    );
     std::env::remove_var("KUBESTRAP_TEST_SSH_PASS");
     connect(t(Some("KUBESTRAP_TEST_SSH_PASS")), &keys).expect("the cached key needs no passphrase");
 
     // In ssh-agent: no passphrase needed at all.
     let agent = Agent::start(&[(&enc, "correct horse")]);
     let (_, log) = connect(t(None), &KeyCache::new(Some(agent.sock.clone()), false)).unwrap();
-    assert!(log.contains(&format!("with key {}", enc.display())), "{log}");
+    assert!(
+        log.contains(&format!("with key {}", enc.display())),
+        "{log}"
+    );
 }
 
 #[test]
@@ -679,20 +721,39 @@ fn lab_sudo_password_and_password_login() {
         assert_eq!(s.privilege(), "sudo with password");
         let limit = Duration::from_secs(20);
         for _ in 0..2 {
-            let o = s.script("whoami", "id -u\ncat /etc/hostname >/dev/null\necho done\n", limit).await.unwrap();
+            let o = s
+                .script(
+                    "whoami",
+                    "id -u\ncat /etc/hostname >/dev/null\necho done\n",
+                    limit,
+                )
+                .await
+                .unwrap();
             assert_eq!(o.stdout, "0\ndone\n", "{o:?}");
         }
-        let o = s.root_with_stdin("id -u; cat", b"line one\nline two\n", limit).await.unwrap();
+        let o = s
+            .root_with_stdin("id -u; cat", b"line one\nline two\n", limit)
+            .await
+            .unwrap();
         assert_eq!(o.stdout, "0\nline one\nline two\n", "{o:?}");
-        assert!(s.put_file("/root/kubestrap-test", b"content\n", 0o600, limit).await.unwrap());
-        assert!(!s.put_file("/root/kubestrap-test", b"content\n", 0o600, limit).await.unwrap());
+        assert!(s
+            .put_file("/root/kubestrap-test", b"content\n", 0o600, limit)
+            .await
+            .unwrap());
+        assert!(!s
+            .put_file("/root/kubestrap-test", b"content\n", 0o600, limit)
+            .await
+            .unwrap());
         s.close().await;
 
         // A wrong sudo password: refused at connect, without echoing it.
         let mut bad = t.clone();
         bad.sudo_password = Some("wrong-sudo-pw".into());
         match Session::connect(bad, &no_agent(), ssh::client_config(), log.clone()).await {
-            Err(SshError::Sudo(m)) => assert!(m.contains("sudoPasswordEnv") && !m.contains("wrong-sudo-pw"), "{m}"),
+            Err(SshError::Sudo(m)) => assert!(
+                m.contains("sudoPasswordEnv") && !m.contains("wrong-sudo-pw"),
+                "{m}"
+            ),
             Err(e) => panic!("expected a sudo error, got {e}"),
             Ok(_) => panic!("expected a sudo error"),
         }
@@ -701,10 +762,16 @@ fn lab_sudo_password_and_password_login() {
         bad.password = Some("wrong-login-pw".into());
         let e = Session::connect(bad, &no_agent(), ssh::client_config(), log.clone()).await;
         let e = e.err().expect("wrong password must fail").to_string();
-        assert!(e.contains("refused the password from $KS_LAB_LOGIN_PW"), "{e}");
+        assert!(
+            e.contains("refused the password from $KS_LAB_LOGIN_PW"),
+            "{e}"
+        );
     });
     let text = std::fs::read_to_string(&logfile).unwrap();
-    assert!(text.contains("with the password from $KS_LAB_LOGIN_PW"), "{text}");
+    assert!(
+        text.contains("with the password from $KS_LAB_LOGIN_PW"),
+        "{text}"
+    );
     assert!(!text.contains("labpass"), "{text}");
 }
 
@@ -716,7 +783,13 @@ fn lab_encrypted_key_passphrase_is_asked_once_on_a_terminal_for_all_hosts() {
     keygen(&key, "tty phrase");
     for k in ["1", "2"] {
         let o = Command::new(&lab.script)
-            .args(["exec", k, "sh", "-c", "cat >> /home/ops/.ssh/authorized_keys"])
+            .args([
+                "exec",
+                k,
+                "sh",
+                "-c",
+                "cat >> /home/ops/.ssh/authorized_keys",
+            ])
             .stdin(std::fs::File::open(key.with_extension("pub")).unwrap())
             .output()
             .unwrap();
@@ -759,5 +832,8 @@ fn lab_encrypted_key_passphrase_is_asked_once_on_a_terminal_for_all_hosts() {
     assert!(o.status.success(), "{out}");
     assert_eq!(out.matches("Enter passphrase for key").count(), 1, "{out}");
     assert!(out.contains("cp1: ops") && out.contains("w1: ops"), "{out}");
-    assert!(!out.contains("tty phrase"), "the passphrase was echoed: {out}");
+    assert!(
+        !out.contains("tty phrase"),
+        "the passphrase was echoed: {out}"
+    );
 }

@@ -68,7 +68,11 @@ impl KeyCache {
     /// The decrypted key at `path`. An encrypted key is decrypted with the passphrase in the
     /// environment variable `passphrase_env` or, failing that, one asked on the terminal; the
     /// result (or the failure) is kept, so the passphrase is needed once per run.
-    pub fn load(&self, path: &Path, passphrase_env: Option<&str>) -> Result<Arc<PrivateKey>, String> {
+    pub fn load(
+        &self,
+        path: &Path,
+        passphrase_env: Option<&str>,
+    ) -> Result<Arc<PrivateKey>, String> {
         // Held while prompting, so parallel connections wait for one answer instead of asking again.
         let mut keys = self.keys.lock().unwrap();
         if let Some(r) = keys.get(path) {
@@ -79,7 +83,11 @@ impl KeyCache {
         r
     }
 
-    fn load_uncached(&self, path: &Path, passphrase_env: Option<&str>) -> Result<PrivateKey, String> {
+    fn load_uncached(
+        &self,
+        path: &Path,
+        passphrase_env: Option<&str>,
+    ) -> Result<PrivateKey, String> {
         let shown = path.display();
         match keys::load_secret_key(path, None) {
             Ok(k) => return Ok(k),
@@ -104,8 +112,10 @@ impl KeyCache {
             ));
         }
         for attempt in 1..=3 {
-            let pass = read_secret(&format!("Enter passphrase for key '{shown}': "))
-                .map_err(|e| format!("cannot read the passphrase for {shown} from the terminal: {e}"))?;
+            let pass =
+                read_secret(&format!("Enter passphrase for key '{shown}': ")).map_err(|e| {
+                    format!("cannot read the passphrase for {shown} from the terminal: {e}")
+                })?;
             match keys::load_secret_key(path, Some(&pass)) {
                 Ok(k) => return Ok(k),
                 Err(_) if attempt < 3 => {
@@ -185,14 +195,25 @@ mod tests {
 
         let fresh = KeyCache::new(None, false);
         let e = fresh.load(&key, None).unwrap_err();
-        assert!(e.contains("ssh.passphraseEnv") && e.contains(&key.display().to_string()), "{e}");
+        assert!(
+            e.contains("ssh.passphraseEnv") && e.contains(&key.display().to_string()),
+            "{e}"
+        );
         let unset = KeyCache::new(None, false)
             .load(&key, Some("KUBESTRAP_TEST_AUTH_UNSET"))
             .unwrap_err();
-        assert!(unset.contains("$KUBESTRAP_TEST_AUTH_UNSET, which is not set"), "{unset}");
+        assert!(
+            unset.contains("$KUBESTRAP_TEST_AUTH_UNSET, which is not set"),
+            "{unset}"
+        );
         let var = "KUBESTRAP_TEST_AUTH_PASSPHRASE_BAD";
         std::env::set_var(var, "wrong");
-        let e = KeyCache::new(None, false).load(&key, Some(var)).unwrap_err();
-        assert!(e.contains("does not decrypt") && !e.contains("wrong"), "{e}");
+        let e = KeyCache::new(None, false)
+            .load(&key, Some(var))
+            .unwrap_err();
+        assert!(
+            e.contains("does not decrypt") && !e.contains("wrong"),
+            "{e}"
+        );
     }
 }

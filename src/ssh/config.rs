@@ -71,10 +71,8 @@ impl State<'_> {
                 _ if !active => {}
                 "hostname" => set(&mut self.out.host_name, args.first()),
                 "user" => set(&mut self.out.user, args.first()),
-                "port" => {
-                    if self.out.port.is_none() {
-                        self.out.port = args.first().and_then(|p| p.parse().ok());
-                    }
+                "port" if self.out.port.is_none() => {
+                    self.out.port = args.first().and_then(|p| p.parse().ok());
                 }
                 "proxyjump" => set(&mut self.out.proxy_jump, args.first()),
                 "identityfile" => {

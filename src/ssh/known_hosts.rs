@@ -69,7 +69,11 @@ pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Resul
             match entry.marker {
                 Marker::CertAuthority => continue,
                 Marker::Revoked => {
-                    if entry.key.as_ref().is_some_and(|k| k.key_data() == key.key_data()) {
+                    if entry
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| k.key_data() == key.key_data())
+                    {
                         return Ok(Check::Revoked(place()));
                     }
                     continue;
@@ -118,7 +122,8 @@ pub fn learn(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<usiz
     let mut line = format!(
         "{} {}\n",
         host_field(host, port),
-        key.to_openssh().map_err(|e| format!("cannot encode the host key: {e}"))?
+        key.to_openssh()
+            .map_err(|e| format!("cannot encode the host key: {e}"))?
     );
     if !existing.is_empty() && !existing.ends_with(b"\n") {
         line.insert(0, '\n');
@@ -246,18 +251,28 @@ mod tests {
             file: kh.clone(),
             line,
         };
-        assert_eq!(check("10.0.0.1", 2222, &a, &files).unwrap(), Check::Known(at(3)));
-        assert_eq!(check("10.0.0.1", 2222, &b, &files).unwrap(), Check::Changed(at(3)));
+        assert_eq!(
+            check("10.0.0.1", 2222, &a, &files).unwrap(),
+            Check::Known(at(3))
+        );
+        assert_eq!(
+            check("10.0.0.1", 2222, &b, &files).unwrap(),
+            Check::Changed(at(3))
+        );
         assert_eq!(
             check("10.0.0.1", 22, &a, &files).unwrap(),
-            Check::Unknown { other_types: vec![] },
+            Check::Unknown {
+                other_types: vec![]
+            },
             "another port is another host"
         );
         assert_eq!(check("OTHER", 22, &b, &files).unwrap(), Check::Known(at(4)));
         assert_eq!(check("x.lab", 22, &a, &files).unwrap(), Check::Known(at(5)));
         assert_eq!(
             check("bad.lab", 22, &a, &files).unwrap(),
-            Check::Unknown { other_types: vec![] }
+            Check::Unknown {
+                other_types: vec![]
+            }
         );
         // A key of another type is not a changed key.
         assert_eq!(
@@ -266,11 +281,16 @@ mod tests {
                 other_types: vec![at(6)]
             }
         );
-        assert_eq!(check("10.0.0.5", 22, &e, &files).unwrap(), Check::Known(at(6)));
+        assert_eq!(
+            check("10.0.0.5", 22, &e, &files).unwrap(),
+            Check::Known(at(6))
+        );
         // @cert-authority lines never match plain keys.
         assert_eq!(
             check("a.corp", 22, &b, &files).unwrap(),
-            Check::Unknown { other_types: vec![] }
+            Check::Unknown {
+                other_types: vec![]
+            }
         );
     }
 
@@ -289,12 +309,24 @@ mod tests {
             .unwrap();
         assert!(o.status.success(), "{o:?}");
         let text = std::fs::read_to_string(&kh).unwrap();
-        assert!(text.starts_with("|1|") && !text.contains("10.0.0"), "{text}");
+        assert!(
+            text.starts_with("|1|") && !text.contains("10.0.0"),
+            "{text}"
+        );
         let files = vec![kh.clone()];
-        assert!(matches!(check("10.0.0.1", 2222, &a, &files).unwrap(), Check::Known(p) if p.line == 1));
-        assert!(matches!(check("10.0.0.2", 22, &b, &files).unwrap(), Check::Known(p) if p.line == 2));
-        assert!(matches!(check("10.0.0.2", 22, &a, &files).unwrap(), Check::Changed(p) if p.line == 2));
-        assert!(matches!(check("10.0.0.1", 22, &a, &files).unwrap(), Check::Unknown { .. }));
+        assert!(
+            matches!(check("10.0.0.1", 2222, &a, &files).unwrap(), Check::Known(p) if p.line == 1)
+        );
+        assert!(
+            matches!(check("10.0.0.2", 22, &b, &files).unwrap(), Check::Known(p) if p.line == 2)
+        );
+        assert!(
+            matches!(check("10.0.0.2", 22, &a, &files).unwrap(), Check::Changed(p) if p.line == 2)
+        );
+        assert!(matches!(
+            check("10.0.0.1", 22, &a, &files).unwrap(),
+            Check::Unknown { .. }
+        ));
 
         let rev = d.path().join("revoked");
         std::fs::write(&rev, format!("@revoked * {btext}\n")).unwrap();
@@ -315,8 +347,12 @@ mod tests {
         std::fs::write(&kh, std::fs::read_to_string(&kh).unwrap() + "# no newline").unwrap();
         assert_eq!(learn("10.0.0.2", 22, &b, &kh).unwrap(), 3);
         let files = vec![kh.clone()];
-        assert!(matches!(check("10.0.0.1", 2222, &a, &files).unwrap(), Check::Known(p) if p.line == 1));
-        assert!(matches!(check("10.0.0.2", 22, &b, &files).unwrap(), Check::Known(p) if p.line == 3));
+        assert!(
+            matches!(check("10.0.0.1", 2222, &a, &files).unwrap(), Check::Known(p) if p.line == 1)
+        );
+        assert!(
+            matches!(check("10.0.0.2", 22, &b, &files).unwrap(), Check::Known(p) if p.line == 3)
+        );
         // OpenSSH reads what we wrote.
         let o = std::process::Command::new("ssh-keygen")
             .args(["-F", "[10.0.0.1]:2222", "-f"])
@@ -325,6 +361,9 @@ mod tests {
             .unwrap();
         assert!(o.status.success(), "{o:?}");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&kh).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&kh).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -173,7 +173,10 @@ impl Target {
         }
         Ok(Target {
             host_name: host.name.clone(),
-            address: cfg.host_name.clone().unwrap_or_else(|| host.address.clone()),
+            address: cfg
+                .host_name
+                .clone()
+                .unwrap_or_else(|| host.address.clone()),
             port,
             user,
             identity_file,
@@ -230,11 +233,23 @@ pub enum SshError {
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Known,
-    Learned { fingerprint: String, place: known_hosts::Place },
+    Learned {
+        fingerprint: String,
+        place: known_hosts::Place,
+    },
     Unchecked(String),
-    Unknown { fingerprint: String, other_types: Vec<known_hosts::Place> },
-    Changed { fingerprint: String, place: known_hosts::Place },
-    Revoked { fingerprint: String, place: known_hosts::Place },
+    Unknown {
+        fingerprint: String,
+        other_types: Vec<known_hosts::Place>,
+    },
+    Changed {
+        fingerprint: String,
+        place: known_hosts::Place,
+    },
+    Revoked {
+        fingerprint: String,
+        place: known_hosts::Place,
+    },
     Error(String),
 }
 
@@ -427,14 +442,20 @@ impl Session {
         let mut jumps: Vec<Handle<ClientHandler>> = Vec::new();
         for j in &target.jumps {
             let ep = Endpoint {
-                label: format!("jump host {} ({}@{}:{}): ", j.spec, j.user, j.address, j.port),
+                label: format!(
+                    "jump host {} ({}@{}:{}): ",
+                    j.spec, j.user, j.address, j.port
+                ),
                 address: &j.address,
                 port: j.port,
                 user: &j.user,
                 identity_files: j.identity_files.clone(),
                 password: None,
             };
-            log.write(&format!("# connect {}@{}:{} (jump host)\n", j.user, j.address, j.port));
+            log.write(&format!(
+                "# connect {}@{}:{} (jump host)\n",
+                j.user, j.address, j.port
+            ));
             let (h, note) = open(&target, &ep, jumps.last(), keys, config.clone(), &log).await?;
             notes.extend(note);
             jumps.push(h);
@@ -457,13 +478,21 @@ impl Session {
             target.user,
             target.address,
             target.port,
-            if jumps.is_empty() { "" } else { " through the jump host(s)" }
+            if jumps.is_empty() {
+                ""
+            } else {
+                " through the jump host(s)"
+            }
         ));
         let (handle, note) = open(&target, &ep, jumps.last(), keys, config, &log).await?;
         notes.extend(note);
 
         let mut session = Session {
-            sudo: if target.user == "root" { "" } else { "sudo -n " },
+            sudo: if target.user == "root" {
+                ""
+            } else {
+                "sudo -n "
+            },
             target,
             handle,
             jumps,
@@ -485,7 +514,12 @@ impl Session {
                    elif sudo -k -S -p '' true 2>/dev/null; then echo SUDO=password; \
                    else echo SUDO=refused; fi";
         let out = self
-            .run(cmd, Some(format!("{pw}\n").as_bytes()), self.target.connect_timeout, "sudo check")
+            .run(
+                cmd,
+                Some(format!("{pw}\n").as_bytes()),
+                self.target.connect_timeout,
+                "sudo check",
+            )
             .await?;
         if out.stdout.contains("SUDO=nopasswd") {
             Ok("sudo -n ")
@@ -539,7 +573,9 @@ async fn open(
     let connected = match via {
         None => {
             let c = client::connect(config, (ep.address, ep.port), handler);
-            tokio::time::timeout(limit, c).await.map_err(|_| no_answer())?
+            tokio::time::timeout(limit, c)
+                .await
+                .map_err(|_| no_answer())?
         }
         Some(jump) => {
             let channel = timed(limit, no_answer, async {
@@ -554,7 +590,9 @@ async fn open(
             })
             .await?;
             let c = client::connect_stream(config, channel.into_stream(), handler);
-            tokio::time::timeout(limit, c).await.map_err(|_| no_answer())?
+            tokio::time::timeout(limit, c)
+                .await
+                .map_err(|_| no_answer())?
         }
     };
     let verdict = verdict.lock().unwrap().clone();
@@ -589,7 +627,10 @@ async fn open(
         log.write(&format!("# {n}\n"));
     }
     let method = authenticate(&mut handle, target, ep, keys).await?;
-    log.write(&format!("# {label}authenticated as {} with {method}\n", ep.user));
+    log.write(&format!(
+        "# {label}authenticated as {} with {method}\n",
+        ep.user
+    ));
     Ok((handle, note))
 }
 
@@ -612,10 +653,21 @@ async fn authenticate(
         ))
     };
     let rsa_hash = timed(limit, timeout, async {
-        Ok(handle.best_supported_rsa_hash().await.ok().flatten().flatten())
+        Ok(handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten())
     })
     .await?;
-    let hash_for = |k: &PublicKey| if k.algorithm().is_rsa() { rsa_hash } else { None };
+    let hash_for = |k: &PublicKey| {
+        if k.algorithm().is_rsa() {
+            rsa_hash
+        } else {
+            None
+        }
+    };
     let mut agent = keys.agent().await;
     let agent_keys: Vec<PublicKey> = match agent.as_mut() {
         Some(a) => a
@@ -653,7 +705,10 @@ async fn authenticate(
             match r {
                 Ok(r) => r.success(),
                 Err(e) => {
-                    problems.push(format!("ssh-agent could not sign with {}: {e}", path.display()));
+                    problems.push(format!(
+                        "ssh-agent could not sign with {}: {e}",
+                        path.display()
+                    ));
                     false
                 }
             }
@@ -664,7 +719,10 @@ async fn authenticate(
                     let hash = hash_for(key.public_key());
                     timed(limit, timeout, async {
                         handle
-                            .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key, hash))
+                            .authenticate_publickey(
+                                user.clone(),
+                                PrivateKeyWithHashAlg::new(key, hash),
+                            )
                             .await
                             .map_err(|e| lost(e.to_string()))
                     })
@@ -683,7 +741,10 @@ async fn authenticate(
         problems.push(format!("the server refused the key {}", path.display()));
     }
     if let Some(a) = agent.as_mut() {
-        for k in agent_keys.iter().filter(|k| !tried.iter().any(|t| t.key_data() == k.key_data())) {
+        for k in agent_keys
+            .iter()
+            .filter(|k| !tried.iter().any(|t| t.key_data() == k.key_data()))
+        {
             let r = timed(limit, timeout, async {
                 Ok(handle
                     .authenticate_publickey_with(user.clone(), k.clone(), hash_for(k), a)
