@@ -86,8 +86,8 @@ fn load(
     };
     let redactor = Redactor::new();
     for n in &plan.nodes {
-        if let Some(pw) = &n.target.sudo_password {
-            redactor.add(pw);
+        for secret in n.target.secrets() {
+            redactor.add(&secret);
         }
     }
     let names: Vec<String> = selected.iter().map(|n| n.name.clone()).collect();

@@ -265,6 +265,9 @@ pub struct SshSettings {
     pub user: String,
     /// Default 22.
     pub port: u16,
+    /// `user`/`port` were written in the inventory (they then win over ~/.ssh/config).
+    pub user_explicit: bool,
+    pub port_explicit: bool,
     /// `~` expanded, relative paths resolved against the inventory's directory; the file exists.
     pub identity_file: Option<PathBuf>,
     /// Default `~/.ssh/known_hosts`, `~` expanded. Need not exist yet.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::inventory::{self, Inventory};
-use crate::ssh::{HostKeyPolicy, Target};
+use crate::ssh::Target;
 
 /// The plan speaks the inventory's vocabulary: no second copy of these enums.
 pub use crate::inventory::{Cni, Role, Runtime};
@@ -112,45 +112,19 @@ impl Plan {
                 size,
             });
         }
-        for h in &inv.hosts {
-            if let Some(var) = &h.ssh.sudo_password_env {
-                if std::env::var_os(var).is_none() {
-                    anyhow::bail!(
-                        "hosts {}: ssh.sudoPasswordEnv names ${var}, which is not set; export it (e.g. `read -s {var}; export {var}`)",
-                        h.name
-                    );
-                }
-            }
-        }
         let nodes = inv
             .hosts
             .iter()
-            .map(|h| Node {
-                name: h.name.clone(),
-                address: h.address.to_string(),
-                internal_address: h.internal_address.to_string(),
-                role: h.role,
-                target: Target {
-                    host_name: h.name.clone(),
+            .map(|h| {
+                Ok(Node {
+                    name: h.name.clone(),
                     address: h.address.to_string(),
-                    port: h.ssh.port,
-                    user: h.ssh.user.clone(),
-                    identity_file: h.ssh.identity_file.clone(),
-                    known_hosts_file: h.ssh.known_hosts_file.clone(),
-                    policy: match h.ssh.host_key_policy {
-                        inventory::HostKeyPolicy::Strict => HostKeyPolicy::Strict,
-                        inventory::HostKeyPolicy::AcceptNew => HostKeyPolicy::AcceptNew,
-                        inventory::HostKeyPolicy::Off => HostKeyPolicy::Off,
-                    },
-                    connect_timeout: timeouts.connect,
-                    sudo_password: h
-                        .ssh
-                        .sudo_password_env
-                        .as_ref()
-                        .and_then(|v| std::env::var(v).ok()),
-                },
-            })
-            .collect();
+                    internal_address: h.internal_address.to_string(),
+                    role: h.role,
+                    target: Target::from_host(h, timeouts.connect).map_err(anyhow::Error::msg)?,
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Plan {
             inventory_file: inv.file.clone(),
             cluster_name: c.name.clone(),

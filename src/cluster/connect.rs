@@ -45,11 +45,16 @@ pub async fn run(run: &mut Run) {
             }
             Err(e) => {
                 let hint = match &e {
-                    SshError::Connect { .. } => {
-                        Some("check that the host is up, the address/port are right and sshd runs".to_string())
-                    }
+                    SshError::Connect { .. } => Some(
+                        "check that the host is up, the address/port are right and sshd runs (an address can also be a Host alias from ~/.ssh/config)"
+                            .to_string(),
+                    ),
                     SshError::Auth { .. } => Some(
-                        "check ssh.user and ssh.identityFile, and that the public key is in the user's authorized_keys"
+                        "check ssh.user and ssh.identityFile (or the alias's User/IdentityFile in ~/.ssh/config), that the public key is in the user's authorized_keys, or load the key into ssh-agent; for password logins set ssh.passwordEnv"
+                            .to_string(),
+                    ),
+                    SshError::Sudo(_) => Some(
+                        "set ssh.sudoPasswordEnv to the NAME of a variable holding the sudo password, or give the user passwordless sudo (`USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER)"
                             .to_string(),
                     ),
                     _ => None,

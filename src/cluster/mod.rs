@@ -262,7 +262,7 @@ pub fn script_error(step: &str, out: &crate::ssh::Output) -> StepError {
     if out.stderr.contains("a password is required")
         || out.stderr.contains("a terminal is required")
     {
-        e = e.hint("the SSH user needs passwordless sudo (e.g. `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER)");
+        e = e.hint("the SSH user needs passwordless sudo (e.g. `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER), or set ssh.sudoPasswordEnv to the NAME of an environment variable holding the sudo password");
     }
     e
 }

@@ -451,3 +451,34 @@ fn odd_inputs_give_located_errors() {
         }
     }
 }
+
+#[test]
+fn ssh_config_alias_with_an_ip_hostname_gives_the_internal_address() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        "Host lab-*\n  HostName 10.20.30.40\nHost named\n  HostName box.lan\n",
+    )
+    .unwrap();
+    let src = |addr: &str| {
+        format!("cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nssh:\n  user: ops\nhosts:\n  - name: cp\n    address: {addr}\n    role: control-plane\n")
+    };
+    let run = |addr: &str| {
+        let raw: raw::RawInventory = serde_saphyr::from_str(&src(addr)).unwrap();
+        validate::validate(raw, Path::new(FILE), Path::new("/tmp"), Some(home.path()))
+    };
+    let inv = run("lab-cp").unwrap();
+    let h = &inv.hosts[0];
+    assert_eq!(h.internal_address.to_string(), "10.20.30.40");
+    assert_eq!(h.address, "lab-cp", "SSH still connects through the alias");
+    assert!(h.ssh.user_explicit && !h.ssh.port_explicit);
+    // An alias naming a DNS name (or no alias) still needs internalAddress.
+    for addr in ["named", "elsewhere.lan"] {
+        let problems = run(addr).unwrap_err();
+        assert!(
+            problems[0].message.contains("internalAddress (the node IP) must be set"),
+            "{problems:?}"
+        );
+    }
+}

@@ -425,6 +425,16 @@ fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, base: &str) -> SshLayer {
     l
 }
 
+/// The IP an `~/.ssh/config` alias's HostName names, if it names one.
+fn alias_host_ip(alias: &str, home: Option<&Path>) -> Option<IpAddr> {
+    let home = home?;
+    let cfg = home.join(".ssh/config");
+    crate::ssh::config::resolve(alias, &cfg, Some(home))
+        .host_name?
+        .parse()
+        .ok()
+}
+
 fn merge(host: &SshLayer, defaults: &SshLayer, home: Option<&Path>) -> SshSettings {
     SshSettings {
         user: host
@@ -433,6 +443,8 @@ fn merge(host: &SshLayer, defaults: &SshLayer, home: Option<&Path>) -> SshSettin
             .or(defaults.user.clone())
             .unwrap_or_else(|| "root".into()),
         port: host.port.or(defaults.port).unwrap_or(22),
+        user_explicit: host.user.is_some() || defaults.user.is_some(),
+        port_explicit: host.port.is_some() || defaults.port.is_some(),
         identity_file: host
             .identity_file
             .clone()
@@ -928,14 +940,18 @@ pub(crate) fn validate(
                     None
                 }
                 Ok(ip) => Some((ip, *p, false)),
-                Err(_) => {
-                    ctx.err(
-                        *p,
-                        &ipath,
-                        format!("missing: address {a:?} is a name, not an IP, so internalAddress (the node IP) must be set"),
-                    );
-                    None
-                }
+                // An ~/.ssh/config alias whose HostName is an IP: that IP is the node's address.
+                Err(_) => match alias_host_ip(a, home) {
+                    Some(ip) => Some((ip, *p, false)),
+                    None => {
+                        ctx.err(
+                            *p,
+                            &ipath,
+                            format!("missing: address {a:?} is a name, not an IP (nor an ~/.ssh/config Host alias with an IP HostName), so internalAddress (the node IP) must be set"),
+                        );
+                        None
+                    }
+                },
             },
             (None, None) => None,
         };
