@@ -299,7 +299,10 @@ impl Session {
                     ),
                 })
             }
-            Ok(Ok(h)) => h,
+            Ok(Ok(h)) => {
+                crate::stats::handshake(&target.host_name);
+                h
+            }
             Ok(Err(e)) => {
                 return Err(match verdict {
                     Some(
@@ -470,6 +473,7 @@ impl Session {
         label: &str,
     ) -> Result<Output, SshError> {
         let started = Instant::now();
+        crate::stats::round_trip(&self.target.host_name, stdin.map_or(0, <[u8]>::len));
         self.log.write(&format!("$ {cmd}\n"));
         let mut channel = self
             .handle
