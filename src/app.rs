@@ -111,6 +111,7 @@ fn load(
         log_dir,
         concurrency: common.concurrency as usize,
         hosts,
+        cp_state: None,
     })
 }
 

@@ -21,3 +21,15 @@ put() {
   changed "$_p"; return 0
 }
 apt_get() { apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold "$@"; }
+# sha256_of FILE [record]: FILE's sha256 (empty if missing). A stamp FILE.sha256 ("size mtime
+# ctime inode sum") lets an unchanged file skip re-hashing; with `record` the stamp is (re)written.
+sha256_of() {
+  [ -f "$1" ] || return 0
+  _st=$(stat -c '%s %Y %Z %i' "$1")
+  if [ -f "$1.sha256" ]; then
+    _r=$(cat "$1.sha256"); if [ "${_r% *}" = "$_st" ]; then echo "${_r##* }"; return 0; fi
+  fi
+  _s=$(sha256sum "$1" | cut -d' ' -f1)
+  if [ "${2:-}" = record ]; then echo "$_st $_s" > "$1.sha256"; fi
+  echo "$_s"
+}
