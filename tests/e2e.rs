@@ -357,6 +357,36 @@ fn containerd_one_plus_three_then_noop() {
         "second up changed something: {summary}"
     );
     assert_eq!(summary["ok"], true);
+    // What the no-op cost the console: one handshake per host, facts + one prepare round trip
+    // per host (the control plane's cluster query rides along), no image bytes.
+    let stats = &summary["stats"];
+    assert_eq!(stats["hosts"], 4, "{stats}");
+    assert_eq!(stats["handshakes"], 4, "{stats}");
+    assert_eq!(stats["round_trips"], 8, "{stats}");
+    assert_eq!(stats["image_bytes_sent"], 0, "{stats}");
+    assert!(stats["cpu_ms"].as_u64().unwrap() > 0 && stats["peak_rss_kb"].as_u64().unwrap() > 0);
+    for h in summary["hosts"].as_array().unwrap() {
+        assert_eq!(h["handshakes"], 1, "{h}");
+        assert_eq!(h["round_trips"], 2, "{h}");
+    }
+    // The first run sent the image bundle over the console's uplink once (the workers fetched
+    // it from a host that had it).
+    let inv_text = std::fs::read_to_string(&inv).unwrap();
+    let tar = inv_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("preloadImages: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("preloadImages in the inventory");
+    let bundle = std::fs::metadata(tar).unwrap().len();
+    let first_out = String::from_utf8_lossy(&first.stdout);
+    let line = first_out
+        .lines()
+        .find(|l| l.starts_with("console: "))
+        .expect("console stats line");
+    assert!(
+        line.ends_with(&format!(" {bundle} image bytes sent")),
+        "{line} (bundle {bundle} bytes)"
+    );
     // No kubeadm/systemctl calls with side effects on a worker during the no-op run.
     let calls = lab.sh(2, "cat /var/log/kubestrap-lab/calls.log");
     let new: Vec<&str> = calls
