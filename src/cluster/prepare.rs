@@ -167,6 +167,10 @@ async fn upload_to(run: &mut Run, k: usize, targets: &[usize]) {
         .iter()
         .map(|&i| run.hosts[i].node.name.clone())
         .collect();
+    // The uplink is the bottleneck and each upload holds copies of the bundle in memory: a few
+    // at a time.
+    let concurrency = run.concurrency;
+    run.concurrency = concurrency.min(UPLOADS_AT_ONCE);
     run.each(
         "images",
         move |h| names.contains(&h.node.name),
@@ -182,7 +186,10 @@ async fn upload_to(run: &mut Run, k: usize, targets: &[usize]) {
         },
     )
     .await;
+    run.concurrency = concurrency;
 }
+
+const UPLOADS_AT_ONCE: usize = 4;
 
 /// Start the one-shot server on `seed` for `peers`; returns it and each peer's URL.
 async fn serve(
