@@ -493,7 +493,8 @@ fn image_fetch_failure_falls_back_to_a_console_upload() {
     assert_cluster(&lab, &inv, &["cp1", "w1", "w2"], "1.31.2", "containerd");
     // The seed's server is gone, and no one-time URL reached the logs.
     assert_eq!(
-        lab.sh(1, "ps -eo args | grep -c '[k]ubestrap-serve' || true").trim(),
+        lab.sh(1, "ps -eo args | grep -c '[k]ubestrap-serve' || true")
+            .trim(),
         "0"
     );
     let logs = inv.parent().unwrap().join(".kubestrap/lab/logs");
@@ -501,7 +502,10 @@ fn image_fetch_failure_falls_back_to_a_console_upload() {
         for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
             let body = std::fs::read_to_string(f.unwrap().path()).unwrap();
             for l in body.lines().filter(|l| l.contains("curl -fsS --max-time")) {
-                assert!(l.contains(":") && l.contains("/<redacted>"), "token in a log: {l}");
+                assert!(
+                    l.contains(":") && l.contains("/<redacted>"),
+                    "token in a log: {l}"
+                );
             }
         }
     }

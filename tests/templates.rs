@@ -229,19 +229,34 @@ fn prepare_script_for_a_worker_fetching_from_a_peer() {
     let s = prepare::render(&p, w, &[(Some(url), "cp1".into())], false).unwrap();
     sh_syntax_ok(&s);
     // Fetch first (while the seed serves), import after the runtime is configured.
-    let order: Vec<usize> = ["STEP images", "STEP system", "STEP packages", "STEP runtime", "ctr -n k8s.io images import"]
-        .iter()
-        .map(|m| s.find(m).unwrap_or_else(|| panic!("{m} missing")))
-        .collect();
+    let order: Vec<usize> = [
+        "STEP images",
+        "STEP system",
+        "STEP packages",
+        "STEP runtime",
+        "ctr -n k8s.io images import",
+    ]
+    .iter()
+    .map(|m| s.find(m).unwrap_or_else(|| panic!("{m} missing")))
+    .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
     assert!(s.contains("curl -fsS --max-time"));
-    assert!(s.contains("[ \"$needimage0\" = 1 ] || ("), "a failed fetch skips the import");
-    assert!(!s.contains("STEP state"), "workers do not query the cluster");
+    assert!(
+        s.contains("[ \"$needimage0\" = 1 ] || ("),
+        "a failed fetch skips the import"
+    );
+    assert!(
+        !s.contains("STEP state"),
+        "workers do not query the cluster"
+    );
     // The tmp path of the bundle differs per test run: snapshot with a fixed one.
-    let lib_len = kubestrap::templates::script("scripts/facts.sh.j2", minijinja::context! { images => Vec::<String>::new() })
-        .unwrap()
-        .find("# Gather")
-        .unwrap();
+    let lib_len = kubestrap::templates::script(
+        "scripts/facts.sh.j2",
+        minijinja::context! { images => Vec::<String>::new() },
+    )
+    .unwrap()
+    .find("# Gather")
+    .unwrap();
     let body = s[lib_len..].replace(&p.preload[0].sha256, "SHA256");
     insta::assert_snapshot!("prepare_worker_fetch", body);
 }
@@ -252,7 +267,10 @@ fn prepare_script_for_the_control_plane_reads_the_cluster_state() {
     let cp = p.control_plane();
     let s = prepare::render(&p, cp, &[(None, String::new())], true).unwrap();
     sh_syntax_ok(&s);
-    assert!(!s.contains("curl -fsS --max-time"), "the seed does not fetch");
+    assert!(
+        !s.contains("curl -fsS --max-time"),
+        "the seed does not fetch"
+    );
     assert!(s.contains("docker load -i"));
     assert!(s.contains("STEP state") && s.contains("BEGIN nodes") && s.contains("BEGIN ca.crt"));
     assert!(s.trim_end().ends_with("exit 0"));
@@ -265,9 +283,15 @@ fn cp_state_parses_blocks_and_facts() {
     let nodes = st.nodes.unwrap();
     assert_eq!(nodes.len(), 1);
     assert!(nodes[0].ready && nodes[0].name == "cp1");
-    assert_eq!(st.ca_crt.unwrap(), "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n");
+    assert_eq!(
+        st.ca_crt.unwrap(),
+        "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"
+    );
     assert!(st.admin_conf.is_none());
-    assert_eq!((st.admin_conf_sha256.as_str(), st.cni_sha256.as_str()), ("abc", "def"));
+    assert_eq!(
+        (st.admin_conf_sha256.as_str(), st.cni_sha256.as_str()),
+        ("abc", "def")
+    );
     let none = prepare::CpState::parse("STEP state\nFACT cni_sha256=\n");
     assert!(none.nodes.is_none() && none.ca_crt.is_none());
 }

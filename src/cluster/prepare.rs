@@ -139,12 +139,15 @@ async fn upload(p: &Plan, sess: &Session, img: &Preload, data: &[u8]) -> Result<
 }
 
 async fn read_bundle(img: &Preload) -> Result<Arc<Vec<u8>>, StepError> {
-    tokio::fs::read(&img.local).await.map(Arc::new).map_err(|e| {
-        StepError::new(
-            "images",
-            format!("cannot read {}: {e}", img.local.display()),
-        )
-    })
+    tokio::fs::read(&img.local)
+        .await
+        .map(Arc::new)
+        .map_err(|e| {
+            StepError::new(
+                "images",
+                format!("cannot read {}: {e}", img.local.display()),
+            )
+        })
 }
 
 /// Upload bundle `k` from the console to the hosts `targets` (bounded by --concurrency).
@@ -248,7 +251,11 @@ async fn distribute(run: &mut Run, lifetime: Duration) -> (Vec<Vec<Fetch>>, Vec<
             continue;
         }
         let py = |i: &usize| run.hosts[*i].facts.yes("has_python3");
-        let seed = have.iter().find(|i| py(i)).or_else(|| need.iter().find(|i| py(i))).copied();
+        let seed = have
+            .iter()
+            .find(|i| py(i))
+            .or_else(|| need.iter().find(|i| py(i)))
+            .copied();
         let name = run.plan.preload[k]
             .local
             .file_name()
@@ -313,7 +320,12 @@ async fn distribute(run: &mut Run, lifetime: Duration) -> (Vec<Vec<Fetch>>, Vec<
 }
 
 /// The whole prepare script for one host.
-pub fn render(p: &Plan, node: &Node, fetch: &[(Option<String>, String)], cp_state: bool) -> anyhow::Result<String> {
+pub fn render(
+    p: &Plan,
+    node: &Node,
+    fetch: &[(Option<String>, String)],
+    cp_state: bool,
+) -> anyhow::Result<String> {
     let runtime_template = match p.runtime {
         Runtime::Containerd => "scripts/runtime-containerd.sh.j2",
         Runtime::Docker => "scripts/runtime-docker.sh.j2",
@@ -371,7 +383,8 @@ pub async fn run(run: &mut Run) {
             .map(|(h, f)| {
                 let f: Vec<(Option<String>, String)> =
                     f.iter().map(|f| (f.url.clone(), f.seed.clone())).collect();
-                render(&p, &h.node, &f, h.node.role == Role::ControlPlane).map_err(|e| e.to_string())
+                render(&p, &h.node, &f, h.node.role == Role::ControlPlane)
+                    .map_err(|e| e.to_string())
             })
             .collect(),
     );
@@ -384,7 +397,9 @@ pub async fn run(run: &mut Run) {
             move |i, node, sess| {
                 let (scripts, reports) = (scripts.clone(), reports.clone());
                 async move {
-                    let script = scripts[i].clone().map_err(|e| StepError::new("prepare", e))?;
+                    let script = scripts[i]
+                        .clone()
+                        .map_err(|e| StepError::new("prepare", e))?;
                     let out = sess
                         .script("prepare", &script, timeout)
                         .await
@@ -434,7 +449,10 @@ pub async fn run(run: &mut Run) {
             if let Err(e) = run_script(&sess, "images", &cmd, p.timeouts.command).await {
                 run.progress.warn(
                     Some(&run.hosts[s.host].node.name),
-                    &format!("cannot stop the image server (PID {}): {}", s.pid, e.message),
+                    &format!(
+                        "cannot stop the image server (PID {}): {}",
+                        s.pid, e.message
+                    ),
                 );
             }
         }
@@ -452,7 +470,10 @@ pub async fn run(run: &mut Run) {
                 if run.hosts[i].alive() {
                     run.progress.warn(
                         Some(&run.hosts[i].node.name),
-                        &format!("{why}; uploading {} from the console instead", p.preload[k].remote),
+                        &format!(
+                            "{why}; uploading {} from the console instead",
+                            p.preload[k].remote
+                        ),
                     );
                     targets.push(i);
                 }
