@@ -29,7 +29,7 @@ pub fn render_cni(p: &Plan) -> anyhow::Result<Option<String>> {
 }
 
 /// The cluster was whole before this run (every host a Ready node, as the control plane's prepare
-/// script saw it) and this run joined nobody: the pod network is working.
+/// script saw it) and this run changed nothing on any host: the pod network is working.
 fn was_ready(run: &Run) -> bool {
     let Some(nodes) = run.cp_state.as_ref().and_then(|s| s.nodes.as_ref()) else {
         return false;
@@ -38,10 +38,7 @@ fn was_ready(run: &Run) -> bool {
         .nodes
         .iter()
         .all(|n| nodes.iter().any(|x| x.name == n.name && x.ready))
-        && !run
-            .hosts
-            .iter()
-            .any(|h| h.changes.iter().any(|c| c.contains("join")))
+        && run.hosts.iter().all(|h| h.changes.is_empty())
 }
 
 pub async fn apply(run: &mut Run) -> bool {
