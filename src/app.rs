@@ -111,6 +111,7 @@ fn load(
         log_dir,
         concurrency: common.concurrency as usize,
         hosts,
+        cp_state: None,
     })
 }
 
@@ -216,20 +217,24 @@ async fn finish(run: &Run, kubeconfig: Option<&Path>, headline: &str) -> i32 {
     let changed: usize = run.hosts.iter().map(|h| h.changes.len()).sum();
     let elapsed = run.progress.elapsed().as_secs_f64();
     let inv = run.plan.inventory_file.display().to_string();
+    let names: Vec<&str> = run.hosts.iter().map(|h| h.node.name.as_str()).collect();
+    let stats = crate::stats::summary(&names);
     if run.progress.format() == OutputFormat::Json {
         let hosts: Vec<_> = run
             .hosts
             .iter()
             .map(|h| {
                 let (status, step, detail, hint) = outcome_parts(h);
+                let st = crate::stats::host(&h.node.name);
                 json!({"host": h.node.name, "role": h.node.role.as_str(), "status": status, "step": step,
-                       "detail": detail, "hint": hint, "changes": h.changes})
+                       "detail": detail, "hint": hint, "changes": h.changes,
+                       "handshakes": st.handshakes, "round_trips": st.round_trips, "bytes_sent": st.bytes_sent})
             })
             .collect();
         run.progress.json(json!({
             "event": "summary", "ok": !failed, "changed": changed > 0, "elapsed_s": (elapsed * 10.0).round() / 10.0,
             "kubeconfig": kubeconfig.map(|p| p.display().to_string()),
-            "logs": run.log_dir.display().to_string(), "hosts": hosts,
+            "logs": run.log_dir.display().to_string(), "hosts": hosts, "stats": stats,
         }));
         return if failed { EXIT_FAILED } else { EXIT_OK };
     }
@@ -278,6 +283,7 @@ async fn finish(run: &Run, kubeconfig: Option<&Path>, headline: &str) -> i32 {
         elapsed,
         run.log_dir.display()
     );
+    println!("{}", crate::stats::line(&stats));
     if let Some(k) = kubeconfig {
         println!("Kubeconfig: {}", k.display());
         if !failed {

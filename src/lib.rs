@@ -13,5 +13,6 @@ pub mod progress;
 pub mod redact;
 pub mod ssh;
 pub mod state;
+pub mod stats;
 pub mod templates;
 pub mod vagrant;

@@ -111,6 +111,7 @@ impl Progress {
 
     /// A host started a step.
     pub fn step(&self, host: &str, step: &str) {
+        crate::stats::set_step(host, step);
         match self.format {
             OutputFormat::Json => {
                 self.emit_json(json!({"event": "step", "host": host, "step": step, "t": self.t()}))

@@ -35,6 +35,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/scripts/images.sh.j2"),
     ),
     (
+        "scripts/prepare.sh.j2",
+        include_str!("../templates/scripts/prepare.sh.j2"),
+    ),
+    (
+        "scripts/image-fetch.sh.j2",
+        include_str!("../templates/scripts/image-fetch.sh.j2"),
+    ),
+    (
+        "scripts/image-serve.sh.j2",
+        include_str!("../templates/scripts/image-serve.sh.j2"),
+    ),
+    (
+        "scripts/cp-state.sh.j2",
+        include_str!("../templates/scripts/cp-state.sh.j2"),
+    ),
+    (
         "kubeadm/init.yaml.j2",
         include_str!("../templates/kubeadm/init.yaml.j2"),
     ),

@@ -357,6 +357,36 @@ fn containerd_one_plus_three_then_noop() {
         "second up changed something: {summary}"
     );
     assert_eq!(summary["ok"], true);
+    // What the no-op cost the console: one handshake per host, facts + one prepare round trip
+    // per host (the control plane's cluster query rides along), no image bytes.
+    let stats = &summary["stats"];
+    assert_eq!(stats["hosts"], 4, "{stats}");
+    assert_eq!(stats["handshakes"], 4, "{stats}");
+    assert_eq!(stats["round_trips"], 8, "{stats}");
+    assert_eq!(stats["image_bytes_sent"], 0, "{stats}");
+    assert!(stats["cpu_ms"].as_u64().unwrap() > 0 && stats["peak_rss_kb"].as_u64().unwrap() > 0);
+    for h in summary["hosts"].as_array().unwrap() {
+        assert_eq!(h["handshakes"], 1, "{h}");
+        assert_eq!(h["round_trips"], 2, "{h}");
+    }
+    // The first run sent the image bundle over the console's uplink once (the workers fetched
+    // it from a host that had it).
+    let inv_text = std::fs::read_to_string(&inv).unwrap();
+    let tar = inv_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("preloadImages: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("preloadImages in the inventory");
+    let bundle = std::fs::metadata(tar).unwrap().len();
+    let first_out = String::from_utf8_lossy(&first.stdout);
+    let line = first_out
+        .lines()
+        .find(|l| l.starts_with("console: "))
+        .expect("console stats line");
+    assert!(
+        line.ends_with(&format!(" {bundle} image bytes sent")),
+        "{line} (bundle {bundle} bytes)"
+    );
     // No kubeadm/systemctl calls with side effects on a worker during the no-op run.
     let calls = lab.sh(2, "cat /var/log/kubestrap-lab/calls.log");
     let new: Vec<&str> = calls
@@ -418,6 +448,70 @@ fn version_1_32_one_plus_one() {
     let first = up(&inv, &[]);
     assert_eq!(first.status.code(), Some(0), "up:\n{}", text(&first));
     assert_cluster(&lab, &inv, &["cp1", "w1"], "1.32.1", "containerd");
+}
+
+/// The stats line's image byte count in text output.
+fn image_bytes_sent(o: &Output) -> u64 {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("console: "))
+        .unwrap_or_else(|| panic!("no console stats line:\n{}", text(o)));
+    line.trim_end_matches(" image bytes sent")
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad stats line {line}"))
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn image_fetch_failure_falls_back_to_a_console_upload() {
+    let lab = Lab::up(3);
+    let inv = lab.inventory(&["--version", "1.31.2", "--preload"]);
+    // On w2, curl fails for everything but the package repository key.
+    lab.sh(
+        3,
+        "printf '%s\\n' '#!/bin/sh' 'case \"$*\" in *Release.key*) exec /usr/bin/curl \"$@\";; esac' 'echo \"curl: (7) Failed to connect\" >&2; exit 7' > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl",
+    );
+    let first = up(&inv, &[]);
+    assert_eq!(first.status.code(), Some(0), "up:\n{}", text(&first));
+    let t = text(&first);
+    assert!(
+        t.contains("w2: fetching from cp1 failed: curl: (7) Failed to connect; uploading /var/cache/kubestrap/images/k8s-v1.31.2.tar from the console instead"),
+        "{t}"
+    );
+    let inv_text = std::fs::read_to_string(&inv).unwrap();
+    let tar = inv_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("preloadImages: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .unwrap();
+    let bundle = std::fs::metadata(tar).unwrap().len();
+    // Once to the seed, once more to w2; w1 fetched it from cp1.
+    assert_eq!(image_bytes_sent(&first), 2 * bundle, "{t}");
+    assert_cluster(&lab, &inv, &["cp1", "w1", "w2"], "1.31.2", "containerd");
+    // The seed's server is gone, and no one-time URL reached the logs.
+    assert_eq!(
+        lab.sh(1, "ps -eo args | grep -c '[k]ubestrap-serve' || true")
+            .trim(),
+        "0"
+    );
+    let logs = inv.parent().unwrap().join(".kubestrap/lab/logs");
+    for run in std::fs::read_dir(&logs).unwrap() {
+        for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            let body = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            for l in body.lines().filter(|l| l.contains("curl -fsS --max-time")) {
+                assert!(
+                    l.contains(":") && l.contains("/<redacted>"),
+                    "token in a log: {l}"
+                );
+            }
+        }
+    }
+    let second = up(&inv, &[]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_eq!(image_bytes_sent(&second), 0, "{}", text(&second));
 }
 
 #[test]

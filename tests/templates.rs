@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use kubestrap::cluster::{init, join, network};
+use kubestrap::cluster::{init, join, network, prepare};
 use kubestrap::pki::BootstrapToken;
 use kubestrap::plan::Plan;
 
@@ -134,7 +134,10 @@ fn prep_scripts_render_and_pass_sh_syntax_check() {
     let p = plan("1.31.2", "containerd", "");
     use minijinja::context;
     let scripts = [
-        ("scripts/facts.sh.j2", context! {}),
+        (
+            "scripts/facts.sh.j2",
+            context! { images => vec![context!{ path => "/var/cache/kubestrap/images/a.tar" }] },
+        ),
         (
             "scripts/system.sh.j2",
             context! { host => context!{ name => "cp1" }, hosts => vec![context!{ name => "cp1", internal_address => "192.168.56.10" }] },
@@ -157,7 +160,11 @@ fn prep_scripts_render_and_pass_sh_syntax_check() {
         ),
         (
             "scripts/images.sh.j2",
-            context! { path => "/var/cache/kubestrap/images/a.tar", sha256 => "00", runtime => "containerd" },
+            context! { img => context!{ path => "/var/cache/kubestrap/images/a.tar", sha256 => "00" }, runtime => "containerd" },
+        ),
+        (
+            "scripts/image-serve.sh.j2",
+            context! { path => "/var/cache/kubestrap/images/a.tar", sha256 => "00", bind => "10.0.0.1", tokens => vec!["t1", "t2"], timeout => 60 },
         ),
     ];
     for (name, ctx) in scripts {
@@ -187,4 +194,104 @@ fn a_missing_variable_is_an_error_naming_the_template() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("kubeadm/join.yaml.j2"), "{e}");
+}
+
+/// A plan with one image bundle (a temporary file, so its sha256 is real).
+fn preload_plan(runtime: &str) -> (Plan, tempfile::TempDir) {
+    let d = tempfile::tempdir().unwrap();
+    let tar = d.path().join("k8s.tar");
+    std::fs::write(&tar, b"not really a tarball").unwrap();
+    let p = plan(
+        "1.31.2",
+        runtime,
+        &format!("  preloadImages: [{}]\n", tar.display()),
+    );
+    (p, d)
+}
+
+fn sh_syntax_ok(s: &str) {
+    let o = std::process::Command::new("sh")
+        .args(["-n", "-c", s])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{s}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn prepare_script_for_a_worker_fetching_from_a_peer() {
+    let (p, _d) = preload_plan("containerd");
+    let w = p.nodes.iter().find(|n| n.name == "w1").unwrap();
+    let url = "http://192.168.56.10:40000/0123456789abcdef0123456789abcdef".to_string();
+    let s = prepare::render(&p, w, &[(Some(url), "cp1".into())], false).unwrap();
+    sh_syntax_ok(&s);
+    // Fetch first (while the seed serves), import after the runtime is configured.
+    let order: Vec<usize> = [
+        "STEP images",
+        "STEP system",
+        "STEP packages",
+        "STEP runtime",
+        "ctr -n k8s.io images import",
+    ]
+    .iter()
+    .map(|m| s.find(m).unwrap_or_else(|| panic!("{m} missing")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(s.contains("curl -fsS --max-time"));
+    assert!(
+        s.contains("[ \"$needimage0\" = 1 ] || ("),
+        "a failed fetch skips the import"
+    );
+    assert!(
+        !s.contains("STEP state"),
+        "workers do not query the cluster"
+    );
+    // The tmp path of the bundle differs per test run: snapshot with a fixed one.
+    let lib_len = kubestrap::templates::script(
+        "scripts/facts.sh.j2",
+        minijinja::context! { images => Vec::<String>::new() },
+    )
+    .unwrap()
+    .find("# Gather")
+    .unwrap();
+    let body = s[lib_len..].replace(&p.preload[0].sha256, "SHA256");
+    insta::assert_snapshot!("prepare_worker_fetch", body);
+}
+
+#[test]
+fn prepare_script_for_the_control_plane_reads_the_cluster_state() {
+    let (p, _d) = preload_plan("docker");
+    let cp = p.control_plane();
+    let s = prepare::render(&p, cp, &[(None, String::new())], true).unwrap();
+    sh_syntax_ok(&s);
+    assert!(
+        !s.contains("curl -fsS --max-time"),
+        "the seed does not fetch"
+    );
+    assert!(s.contains("docker load -i"));
+    assert!(s.contains("STEP state") && s.contains("BEGIN nodes") && s.contains("BEGIN ca.crt"));
+    assert!(s.trim_end().ends_with("exit 0"));
+}
+
+#[test]
+fn cp_state_parses_blocks_and_facts() {
+    let out = "CHANGED x\nSTEP state\nBEGIN nodes\n{\"items\":[{\"metadata\":{\"name\":\"cp1\"},\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}]}\nEND nodes\nBEGIN ca.crt\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\nEND ca.crt\nFACT admin_conf_sha256=abc\nFACT cni_sha256=def\n";
+    let st = prepare::CpState::parse(out);
+    let nodes = st.nodes.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert!(nodes[0].ready && nodes[0].name == "cp1");
+    assert_eq!(
+        st.ca_crt.unwrap(),
+        "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"
+    );
+    assert!(st.admin_conf.is_none());
+    assert_eq!(
+        (st.admin_conf_sha256.as_str(), st.cni_sha256.as_str()),
+        ("abc", "def")
+    );
+    let none = prepare::CpState::parse("STEP state\nFACT cni_sha256=\n");
+    assert!(none.nodes.is_none() && none.ca_crt.is_none());
 }

@@ -41,7 +41,12 @@ pub async fn cluster_nodes(p: &Plan, sess: &Session) -> Option<Vec<NodeStatus>> 
     if !out.ok() {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    parse_nodes(&out.stdout)
+}
+
+/// The nodes in `kubectl get nodes -o json` output.
+pub fn parse_nodes(json: &str) -> Option<Vec<NodeStatus>> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let items = v.get("items")?.as_array()?;
     Some(
         items
@@ -150,14 +155,26 @@ pub async fn run(
     run.progress.step(&name, "init");
     run.hosts[cp].last_step = "init".into();
 
-    if let Some(nodes) = cluster_nodes(&p, &sess).await {
+    // The prepare script already queried the cluster; ask again only without its answer.
+    let known = run.cp_state.clone();
+    let nodes = match &known {
+        Some(s) => s.nodes.clone(),
+        None => cluster_nodes(&p, &sess).await,
+    };
+    if let Some(nodes) = nodes {
         // Already initialised: keep it; make a fresh short-lived token only if someone must join.
-        let pin = match fetch_pin(&p, &sess).await {
-            Ok(pin) => pin,
-            Err(e) => {
-                run.fail(cp, e);
-                return None;
-            }
+        let known_pin = known
+            .and_then(|s| s.ca_crt)
+            .and_then(|pem| pki::ca_pin_from_pem(&pem).ok());
+        let pin = match known_pin {
+            Some(pin) => pin,
+            None => match fetch_pin(&p, &sess).await {
+                Ok(pin) => pin,
+                Err(e) => {
+                    run.fail(cp, e);
+                    return None;
+                }
+            },
         };
         let token = pki::generate_token();
         run.redactor.add(token.expose());
@@ -226,6 +243,7 @@ pub async fn run(
     match result {
         Ok(pin) => {
             run.hosts[cp].changes.push("kubeadm init".into());
+            run.cp_state = None; // read before init: stale now
             let nodes = cluster_nodes(&p, &sess).await.unwrap_or_default();
             Some((
                 Bootstrap {

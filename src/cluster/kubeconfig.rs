@@ -50,6 +50,35 @@ pub fn path(p: &Plan) -> PathBuf {
     p.state_dir.join("kubeconfig")
 }
 
+/// The sha256 of the control plane's admin.conf the kubeconfig was made from: lets a re-run
+/// skip fetching admin.conf (and its client key) when it did not change.
+pub fn source_sha_path(p: &Plan) -> PathBuf {
+    p.state_dir.join("kubeconfig.source-sha256")
+}
+
+fn write(run: &mut Run, cp: usize, admin_conf: &str, sha: Option<String>) -> Option<PathBuf> {
+    let p = &run.plan;
+    let text = rewrite_server(admin_conf, &console_server(p));
+    let dest = path(p);
+    match crate::state::write_secret(&dest, text.as_bytes()) {
+        Ok(true) => run.hosts[cp]
+            .changes
+            .push(format!("wrote {}", dest.display())),
+        Ok(false) => {}
+        Err(e) => {
+            run.progress
+                .warn(None, &format!("cannot write {}: {e}", dest.display()));
+            return None;
+        }
+    }
+    use sha2::Digest;
+    let sha = sha
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(admin_conf.as_bytes())));
+    let _ = std::fs::write(source_sha_path(p), format!("{sha}\n"));
+    Some(dest)
+}
+
 pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
     let cp = run.control_plane_index();
     if !run.hosts[cp].alive() {
@@ -58,6 +87,16 @@ pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
     let sess = run.hosts[cp].session.clone().unwrap();
     let p = run.plan.clone();
     run.progress.step(&run.hosts[cp].node.name, "kubeconfig");
+    // The prepare script already read admin.conf, or saw it equal to the console's copy.
+    let known = crate::cluster::prepare::kubeconfig_source_sha(&p);
+    if let Some(state) = run.cp_state.clone() {
+        if let Some(text) = state.admin_conf {
+            return write(run, cp, &text, Some(state.admin_conf_sha256));
+        }
+        if !known.is_empty() && state.admin_conf_sha256 == known {
+            return Some(path(&p));
+        }
+    }
     let out = match sess
         .script(
             "kubeconfig",
@@ -82,20 +121,7 @@ pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
             return None;
         }
     };
-    let text = rewrite_server(&out.stdout, &console_server(&p));
-    let dest = path(&p);
-    match crate::state::write_secret(&dest, text.as_bytes()) {
-        Ok(true) => run.hosts[cp]
-            .changes
-            .push(format!("wrote {}", dest.display())),
-        Ok(false) => {}
-        Err(e) => {
-            run.progress
-                .warn(None, &format!("cannot write {}: {e}", dest.display()));
-            return None;
-        }
-    }
-    Some(dest)
+    write(run, cp, &out.stdout, None)
 }
 
 #[cfg(test)]

@@ -121,6 +121,8 @@ pub struct Run {
     pub log_dir: PathBuf,
     pub concurrency: usize,
     pub hosts: Vec<HostRun>,
+    /// The cluster as the control plane's prepare script saw it (None before prepare ran).
+    pub cp_state: Option<prepare::CpState>,
 }
 
 impl Run {

@@ -40,7 +40,13 @@ pub struct Finding {
 }
 
 pub async fn gather(run: &mut Run) {
-    let script = match crate::templates::script("scripts/facts.sh.j2", context! {}) {
+    let images: Vec<minijinja::Value> = run
+        .plan
+        .preload
+        .iter()
+        .map(|i| context! { path => i.remote.clone() })
+        .collect();
+    let script = match crate::templates::script("scripts/facts.sh.j2", context! { images }) {
         Ok(s) => s,
         Err(e) => {
             run.progress.say(&format!("internal error: {e}"));

@@ -597,7 +597,10 @@ async fn open(
     };
     let verdict = verdict.lock().unwrap().clone();
     let mut handle = match connected {
-        Ok(h) => h,
+        Ok(h) => {
+            crate::stats::handshake(&target.host_name);
+            h
+        }
         Err(e) => {
             return Err(match &verdict {
                 Some(
@@ -885,6 +888,7 @@ impl Session {
         label: &str,
     ) -> Result<Output, SshError> {
         let started = Instant::now();
+        crate::stats::round_trip(&self.target.host_name, stdin.map_or(0, <[u8]>::len));
         self.log.write(&format!("$ {cmd}\n"));
         let mut channel = self
             .handle

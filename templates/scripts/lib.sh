@@ -21,3 +21,30 @@ put() {
   changed "$_p"; return 0
 }
 apt_get() { apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold "$@"; }
+# sha256_of FILE [record]: FILE's sha256 (empty if missing). A stamp FILE.sha256 ("size mtime
+# ctime inode sum") lets an unchanged file skip re-hashing; with `record` the stamp is (re)written.
+sha256_of() {
+  [ -f "$1" ] || return 0
+  _st=$(stat -c '%s %Y %Z %i' "$1")
+  if [ -f "$1.sha256" ]; then
+    _r=$(cat "$1.sha256"); if [ "${_r% *}" = "$_st" ]; then echo "${_r##* }"; return 0; fi
+  fi
+  _s=$(sha256sum "$1" | cut -d' ' -f1)
+  if [ "${2:-}" = record ]; then echo "$_st $_s" > "$1.sha256"; fi
+  echo "$_s"
+}
+# units_show UNIT...: read the enabled and active state of UNITs with one systemctl call (each
+# call can cost ~0.1 s); unit_enabled / unit_active answer from it and ask systemctl itself only
+# when the cached answer is "no" (the state may have changed since).
+_units_list=""; _units_out=""
+units_show() { _units_list="$*"; _units_out=$(systemctl show -p UnitFileState -p ActiveState "$@" 2>/dev/null) || _units_out=""; }
+unit_prop() {
+  _i=0; _n=0; for _u in $_units_list; do _i=$((_i+1)); [ "$_u" = "$1" ] && _n=$_i; done
+  [ $_n -gt 0 ] || return 0
+  printf '%s\n' "$_units_out" | awk -v k="$2=" -v n="$_n" 'index($0, k) == 1 { c++; if (c == n) { print substr($0, length(k) + 1); exit } }'
+}
+unit_enabled() {
+  case "$(unit_prop "$1" UnitFileState)" in enabled|static|alias|enabled-runtime) return 0 ;; esac
+  systemctl is-enabled -q "$1" 2>/dev/null
+}
+unit_active() { [ "$(unit_prop "$1" ActiveState)" = active ] || systemctl is-active -q "$1" 2>/dev/null; }
