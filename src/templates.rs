@@ -35,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/scripts/images.sh.j2"),
     ),
     (
+        "scripts/reset.sh.j2",
+        include_str!("../templates/scripts/reset.sh.j2"),
+    ),
+    (
         "kubeadm/init.yaml.j2",
         include_str!("../templates/kubeadm/init.yaml.j2"),
     ),

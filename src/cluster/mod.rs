@@ -10,6 +10,7 @@ pub mod kubeconfig;
 pub mod network;
 pub mod preflight;
 pub mod prepare;
+pub mod reset;
 
 use std::future::Future;
 use std::path::PathBuf;
