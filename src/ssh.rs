@@ -370,6 +370,8 @@ impl Session {
         }
         let sudo = if target.user == "root" {
             ""
+        } else if target.sudo_password.is_some() {
+            "sudo -S -p '' "
         } else {
             "sudo -n "
         };
@@ -403,8 +405,8 @@ impl Session {
         let cmd = format!("{}sh -s", self.sudo);
         self.log
             .write(&format!("# step {label}: script\n{script}\n"));
-        self.run(&cmd, Some(script.as_bytes()), timeout, label)
-            .await
+        let stdin = self.with_password(script.as_bytes());
+        self.run(&cmd, Some(&stdin), timeout, label).await
     }
 
     /// Run a command as root with data on its standard input.

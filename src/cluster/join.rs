@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use minijinja::context;
 
-use super::init::{kubeadm_error, Bootstrap, NodeStatus};
+use super::init::{kubeadm_error_within, ssh_limit, with_deadline, Bootstrap, NodeStatus};
 use super::{run_script, Run, StepError};
 use crate::plan::{Node, Plan, Role};
 use crate::ssh::Session;
@@ -28,7 +28,14 @@ pub fn render_join(p: &Plan, node: &Node, b: &Bootstrap) -> anyhow::Result<Strin
     )
 }
 
-const RESET: &str = "kubeadm reset -f >/dev/null 2>&1; rm -rf /etc/cni/net.d/* /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/ca.crt; true";
+/// Clean up an earlier or failed join, as a user would by hand: `kubeadm reset -f` (under a
+/// deadline) and what it leaves that makes the next join's preflight refuse.
+fn reset_script(p: &Plan) -> String {
+    format!(
+        "{} >/dev/null 2>&1; rm -rf /etc/cni/net.d/* /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt; true",
+        with_deadline("kubeadm reset -f", p.timeouts.command)
+    )
+}
 
 async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Result<(), StepError> {
     let config = render_join(p, node, b).map_err(|e| StepError::new("join", e.to_string()))?;
@@ -38,16 +45,23 @@ async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Resu
     let out = sess
         .script(
             "join",
-            &format!("kubeadm join --config {JOIN_CONFIG}"),
-            p.timeouts.join,
+            &with_deadline(&format!("kubeadm join --config {JOIN_CONFIG}"), p.timeouts.join),
+            ssh_limit(p.timeouts.join),
         )
         .await
         .map_err(|e| StepError::from_ssh("join", e))?;
     if out.ok() {
         Ok(())
     } else {
-        Err(kubeadm_error("join", &out))
+        Err(kubeadm_error_within("join", &out, Some(p.timeouts.join)))
     }
+}
+
+/// Worth one automatic retry after `kubeadm reset -f`: kubeadm ran and failed after its
+/// preflight. Not a preflight refusal (the same host state refuses again), not a hang (it would
+/// hang again and double the wait), not a lost connection.
+fn retryable(e: &StepError) -> bool {
+    e.message.starts_with("kubeadm join failed")
 }
 
 pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
@@ -78,8 +92,10 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                     return Ok(vec![]);
                 }
                 let mut changes = Vec::new();
+                let reset = reset_script(&p);
+                let reset_limit = ssh_limit(p.timeouts.command);
                 if stale {
-                    run_script(&sess, "join", RESET, p.timeouts.command).await?;
+                    run_script(&sess, "join", &reset, reset_limit).await?;
                     changes.push("reset a stale earlier join".to_string());
                 }
                 match join_once(&p, &sess, &node, &b).await {
@@ -87,17 +103,20 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                         changes.push("kubeadm join".into());
                         Ok(changes)
                     }
-                    Err(first) if !first.message.contains("preflight") => {
+                    Err(first) if retryable(&first) => {
                         // One automatic retry after cleaning up, as a user would do by hand.
-                        run_script(&sess, "join", RESET, p.timeouts.command).await?;
+                        run_script(&sess, "join", &reset, reset_limit).await?;
                         join_once(&p, &sess, &node, &b).await.map_err(|second| {
-                            StepError::new(
-                                "join",
-                                format!(
-                                    "{} (retried once after `kubeadm reset -f`: {})",
+                            StepError {
+                                step: "join".into(),
+                                message: format!(
+                                    "{} (retried once after `kubeadm reset -f`, failed again: {})",
                                     first.message, second.message
                                 ),
-                            )
+                                hint: second.hint.or(first.hint).or(Some(
+                                    "look at the host's log for kubeadm's full output, fix the cause, then run `kubestrap up` again (it cleans up the failed join first)".into(),
+                                )),
+                            }
                         })?;
                         changes.push("kubeadm join (second attempt after reset)".into());
                         Ok(changes)
