@@ -382,7 +382,11 @@ async fn reset(a: ResetArgs) -> i32 {
         let known: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
         eprintln!(
             "error: --host {}: not in {} (hosts: {})",
-            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             a.common.inventory.display(),
             known.join(", ")
         );

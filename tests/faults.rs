@@ -125,7 +125,10 @@ fn kubestrap_with(args: &[&str], env: &[(&str, &str)], mut on_line: impl FnMut(&
         stderr,
         secs: t.elapsed().as_secs_f64(),
     };
-    eprintln!("kubestrap {:?}: exit {:?} in {:.1}s", args, run.code, run.secs);
+    eprintln!(
+        "kubestrap {:?}: exit {:?} in {:.1}s",
+        args, run.code, run.secs
+    );
     run
 }
 
@@ -280,13 +283,23 @@ fn state_files(inv: &Path) -> Vec<PathBuf> {
 fn assert_no_secrets(inv: &Path, runs: &[&Run], secrets: &[(&str, String)]) {
     use std::os::unix::fs::PermissionsExt;
     let files = state_files(inv);
-    assert!(files.iter().any(|p| p.extension().is_some_and(|e| e == "log")));
+    assert!(files
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "log")));
     let mut scanned = 0usize;
     for (what, s) in secrets {
         assert!(s.len() >= 16, "secret {what} too short to scan for: {s:?}");
         for r in runs {
-            assert!(!r.stdout.contains(s.as_str()), "{what} on stdout:\n{}", r.text());
-            assert!(!r.stderr.contains(s.as_str()), "{what} on stderr:\n{}", r.text());
+            assert!(
+                !r.stdout.contains(s.as_str()),
+                "{what} on stdout:\n{}",
+                r.text()
+            );
+            assert!(
+                !r.stderr.contains(s.as_str()),
+                "{what} on stderr:\n{}",
+                r.text()
+            );
         }
         for p in &files {
             let name = p.file_name().unwrap().to_string_lossy();
@@ -362,13 +375,22 @@ fn fault_matrix_then_converge() {
     });
     let t_first = first.secs;
     eprintln!("--- first up (faults on), summary:\n{}", first.stdout);
-    assert!(killed_at.is_some(), "w8 never reached join:\n{}", first.text());
+    assert!(
+        killed_at.is_some(),
+        "w8 never reached join:\n{}",
+        first.text()
+    );
     assert_eq!(first.code, Some(1), "{}", first.text());
     first.assert_row("cp1", &["ok"]);
     first.assert_row("w1", &["ok"]);
     first.assert_row(
         "w2",
-        &["failed", "at connect", &format!("cannot connect to {}:22", addr(3)), "hint: check that the host is up"],
+        &[
+            "failed",
+            "at connect",
+            &format!("cannot connect to {}:22", addr(3)),
+            "hint: check that the host is up",
+        ],
     );
     first.assert_row(
         "w3",
@@ -390,29 +412,60 @@ fn fault_matrix_then_converge() {
             "hint: kubeadm join hung",
         ],
     );
-    first.assert_row("w5", &["failed", "at wait Ready", "not Ready after 15s", "hint:", "journalctl -u kubelet"]);
+    first.assert_row(
+        "w5",
+        &[
+            "failed",
+            "at wait Ready",
+            "not Ready after 15s",
+            "hint:",
+            "journalctl -u kubelet",
+        ],
+    );
     first.assert_row(
         "w6",
-        &["failed", "at connect", &format!("HOST KEY OF {} HAS CHANGED", addr(7)), "ssh-keygen -R"],
+        &[
+            "failed",
+            "at connect",
+            &format!("HOST KEY OF {} HAS CHANGED", addr(7)),
+            "ssh-keygen -R",
+        ],
     );
     first.assert_row(
         "w7",
-        &["failed", "at preflight", "a password is required", "hint:", "sudoPasswordEnv"],
+        &[
+            "failed",
+            "at preflight",
+            "a password is required",
+            "hint:",
+            "sudoPasswordEnv",
+        ],
     );
     first.assert_row(
         "w8",
-        &["failed", "at join", "connection", "hint: the host or its sshd went away"],
+        &[
+            "failed",
+            "at join",
+            "connection",
+            "hint: the host or its sshd went away",
+        ],
     );
     assert!(first.stdout.contains("Failed in"), "{}", first.text());
     // The healthy hosts finished: cp1 and w1 registered and Ready, the failed joins are not.
     lab.assert_ready(&["cp1", "w1"]);
     let names: Vec<String> = lab.nodes().into_iter().map(|(n, _)| n).collect();
     for n in ["w2", "w3", "w4", "w6", "w7", "w8"] {
-        assert!(!names.iter().any(|m| m == n), "{n} must not be registered: {names:?}");
+        assert!(
+            !names.iter().any(|m| m == n),
+            "{n} must not be registered: {names:?}"
+        );
     }
     // The hung join was stopped on the host by its own deadline (no kubeadm left running).
     let ps = lab.exec(5, "ps -eo args | grep '[k]ubeadm join' || true");
-    assert!(ps.trim().is_empty(), "kubeadm join still running on w4: {ps}");
+    assert!(
+        ps.trim().is_empty(),
+        "kubeadm join still running on w4: {ps}"
+    );
 
     // Fix everything as a user would, then run again.
     lab.fault(3, "sshd-stopped", "off");
@@ -424,7 +477,11 @@ fn fault_matrix_then_converge() {
     let kh = PathBuf::from(
         lab.ok(&["inventory"])
             .lines()
-            .find_map(|l| l.trim().strip_prefix("knownHostsFile: ").map(str::to_string))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("knownHostsFile: ")
+                    .map(str::to_string)
+            })
             .unwrap(),
     );
     let o = Command::new("ssh-keygen")
@@ -439,7 +496,11 @@ fn fault_matrix_then_converge() {
     khs.push_str(&format!("{} {} {}\n", addr(7), key[0], key[1]));
     std::fs::write(&kh, khs).unwrap();
     let y = std::fs::read_to_string(&inv).unwrap();
-    std::fs::write(&inv, host_field(&y, "w7", "ssh: { sudoPasswordEnv: KS_FAULTS_SUDO_PW }")).unwrap();
+    std::fs::write(
+        &inv,
+        host_field(&y, "w7", "ssh: { sudoPasswordEnv: KS_FAULTS_SUDO_PW }"),
+    )
+    .unwrap();
 
     let w1_calls = lab.calls(2);
     let second = kubestrap_with(
@@ -456,18 +517,27 @@ fn fault_matrix_then_converge() {
     lab.assert_ready(&["cp1", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"]);
     let new: Vec<String> = lab.calls_since(2, w1_calls);
     assert!(
-        new.iter().all(|c| !c.contains("join") && !c.contains("reset") && !c.contains("restart")),
+        new.iter()
+            .all(|c| !c.contains("join") && !c.contains("reset") && !c.contains("restart")),
         "w1 was touched by the converging run: {new:?}"
     );
     // The stale failed join on w3 was cleaned up before joining again.
-    assert!(!second.row("w3").contains("no changes"), "{}", second.text());
+    assert!(
+        !second.row("w3").contains("no changes"),
+        "{}",
+        second.text()
+    );
     let third = kubestrap_with(
         &["up", "-i", inv.to_str().unwrap()],
         &[("KS_FAULTS_SUDO_PW", "labpass")],
         |_| {},
     );
     assert_eq!(third.code, Some(0), "{}", third.text());
-    assert!(third.stdout.contains("nothing changed on any host"), "{}", third.text());
+    assert!(
+        third.stdout.contains("nothing changed on any host"),
+        "{}",
+        third.text()
+    );
 
     // The sudo password and every token never reached kubestrap's output or state folder.
     let mut secrets = vec![];
@@ -540,7 +610,10 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     let first = kubestrap(&["up", "-i", i]);
     assert_eq!(first.code, Some(0), "{}", first.text());
     lab.assert_ready(&["cp1", "w1"]);
-    let mut secrets = vec![("init bootstrap token secret", init_token(&lab)[7..].to_string())];
+    let mut secrets = vec![(
+        "init bootstrap token secret",
+        init_token(&lab)[7..].to_string(),
+    )];
 
     // The bootstrap token is gone (deleted, as after expiry); a new worker is added.
     let before = tokens(&lab);
@@ -555,10 +628,17 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     assert_eq!(add.code, Some(0), "{}", add.text());
     let s = json_summary(&add);
     // The existing hosts only learn the new name in their /etc/hosts block; cp1 issues a token.
-    assert_eq!(changes_of(&s, "w1"), vec!["/etc/hosts".to_string()], "w1 must be left alone: {s}");
+    assert_eq!(
+        changes_of(&s, "w1"),
+        vec!["/etc/hosts".to_string()],
+        "w1 must be left alone: {s}"
+    );
     assert_eq!(
         changes_of(&s, "cp1"),
-        vec!["/etc/hosts".to_string(), "created a bootstrap token (2h)".to_string()],
+        vec![
+            "/etc/hosts".to_string(),
+            "created a bootstrap token (2h)".to_string()
+        ],
         "cp1 only issues a token: {s}"
     );
     assert!(
@@ -572,13 +652,18 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     secrets.push(("replacement token secret", now[0][7..].to_string()));
     let w1_new = lab.calls_since(2, w1_calls);
     assert!(
-        w1_new.iter().all(|c| !c.contains("join") && !c.contains("reset") && !c.contains("restart")
-            && !c.contains("import") && !c.contains("set-hostname")),
+        w1_new.iter().all(|c| !c.contains("join")
+            && !c.contains("reset")
+            && !c.contains("restart")
+            && !c.contains("import")
+            && !c.contains("set-hostname")),
         "w1 was changed: {w1_new:?}"
     );
     let cp_new = lab.calls_since(1, cp_calls);
     assert!(
-        cp_new.iter().all(|c| !c.contains("kubeadm init") && !c.contains("restart")),
+        cp_new
+            .iter()
+            .all(|c| !c.contains("kubeadm init") && !c.contains("restart")),
         "cp1 was changed beyond the token: {cp_new:?}"
     );
     runs.push(first);
@@ -586,13 +671,21 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
 
     let noop = kubestrap(&["up", "-i", i]);
     assert_eq!(noop.code, Some(0), "{}", noop.text());
-    assert!(noop.stdout.contains("nothing changed on any host"), "{}", noop.text());
+    assert!(
+        noop.stdout.contains("nothing changed on any host"),
+        "{}",
+        noop.text()
+    );
     runs.push(noop);
 
     // Reset one worker: drained and deleted from the API, kubeadm undone on it.
     let one = kubestrap(&["reset", "-i", i, "--host", "w2", "--yes"]);
     assert_eq!(one.code, Some(0), "{}", one.text());
-    assert!(!one.stdout.contains("cp1"), "only w2 is reported: {}", one.text());
+    assert!(
+        !one.stdout.contains("cp1"),
+        "only w2 is reported: {}",
+        one.text()
+    );
     let names: Vec<String> = lab.nodes().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["cp1".to_string(), "w1".to_string()]);
     assert!(lab.calls_since(1, 0).iter().any(|c| c.contains("drain w2")));
@@ -613,7 +706,11 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
 
     // What kubeadm reset leaves: CNI config (flannel wrote it), CNI interfaces, kube-proxy rules.
     for k in [1, 2] {
-        assert_ne!(lab.sh(k, "ls -A /etc/cni/net.d | wc -l").trim(), "0", "host {k} has CNI config");
+        assert_ne!(
+            lab.sh(k, "ls -A /etc/cni/net.d | wc -l").trim(),
+            "0",
+            "host {k} has CNI config"
+        );
         lab.sh(
             k,
             "ip link add cni0 type veth peer name kstest0 && ip link add flannel.1 type veth peer name kstest1 \
@@ -630,9 +727,17 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
         .stderr
         .lines()
         .filter(|l| l.ends_with(" reset"))
-        .filter_map(|l| l.split_once("] ").map(|x| x.1.split_whitespace().next().unwrap()))
+        .filter_map(|l| {
+            l.split_once("] ")
+                .map(|x| x.1.split_whitespace().next().unwrap())
+        })
         .collect();
-    assert_eq!(order.last(), Some(&"cp1"), "control plane last: {}", all.text());
+    assert_eq!(
+        order.last(),
+        Some(&"cp1"),
+        "control plane last: {}",
+        all.text()
+    );
     assert_eq!(order.len(), 3, "{}", all.text());
     for k in 1..=3 {
         let left = lab.sh(
@@ -643,32 +748,57 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
         );
         assert_eq!(left.trim(), "", "host {k} keeps: {left}");
         let links = lab.sh(k, "ip -o link");
-        assert!(!links.contains("cni0") && !links.contains("flannel.1"), "host {k}: {links}");
+        assert!(
+            !links.contains("cni0") && !links.contains("flannel.1"),
+            "host {k}: {links}"
+        );
         let rules = lab.sh(k, "iptables-save");
         assert!(!rules.contains("KUBE-"), "host {k}: {rules}");
         if k < 3 {
-            assert!(rules.contains("-A INPUT -s 192.0.2.1/32 -j ACCEPT"), "user rule kept on host {k}: {rules}");
+            assert!(
+                rules.contains("-A INPUT -s 192.0.2.1/32 -j ACCEPT"),
+                "user rule kept on host {k}: {rules}"
+            );
         }
         // Packages stay; the API is gone.
-        assert!(lab.sh(k, "dpkg-query -W -f='${Version}' kubeadm").starts_with("1.31.2-"));
+        assert!(lab
+            .sh(k, "dpkg-query -W -f='${Version}' kubeadm")
+            .starts_with("1.31.2-"));
     }
-    assert!(!lab.sh(1, "ss -Hltn").contains(":6443 "), "API still listening");
-    assert!(!kubeconfig.exists(), "the console's kubeconfig copy is removed");
+    assert!(
+        !lab.sh(1, "ss -Hltn").contains(":6443 "),
+        "API still listening"
+    );
+    assert!(
+        !kubeconfig.exists(),
+        "the console's kubeconfig copy is removed"
+    );
     let ca_key = inv.parent().unwrap().join(".kubestrap/lab/pki/ca.key");
     assert!(ca_key.exists(), "the console CA is kept for the rebuild");
     runs.push(all);
     let again = kubestrap(&["reset", "-i", i, "--yes"]);
     assert_eq!(again.code, Some(0), "{}", again.text());
-    assert!(again.stdout.contains("nothing changed on any host"), "{}", again.text());
+    assert!(
+        again.stdout.contains("nothing changed on any host"),
+        "{}",
+        again.text()
+    );
     runs.push(again);
 
     // Reset then up rebuilds a working cluster, on the console's CA.
     let rebuild = kubestrap(&["up", "-i", i]);
     assert_eq!(rebuild.code, Some(0), "{}", rebuild.text());
     lab.assert_ready(&["cp1", "w1", "w2"]);
-    let console_crt = std::fs::read_to_string(inv.parent().unwrap().join(".kubestrap/lab/pki/ca.crt")).unwrap();
-    assert_eq!(lab.sh(1, "cat /etc/kubernetes/pki/ca.crt").trim(), console_crt.trim());
-    secrets.push(("rebuild init token secret", init_token(&lab)[7..].to_string()));
+    let console_crt =
+        std::fs::read_to_string(inv.parent().unwrap().join(".kubestrap/lab/pki/ca.crt")).unwrap();
+    assert_eq!(
+        lab.sh(1, "cat /etc/kubernetes/pki/ca.crt").trim(),
+        console_crt.trim()
+    );
+    secrets.push((
+        "rebuild init token secret",
+        init_token(&lab)[7..].to_string(),
+    ));
     for t in tokens(&lab) {
         secrets.push(("bootstrap token secret", t[7..].to_string()));
     }
@@ -683,7 +813,10 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     }
     secrets.push(("CA key body", body.concat()));
     // The scan would see them: the key lines are in the one file allowed to hold them.
-    assert!(secrets.iter().filter(|(w, _)| *w == "CA key line").all(|(_, l)| key.contains(l.as_str())));
+    assert!(secrets
+        .iter()
+        .filter(|(w, _)| *w == "CA key line")
+        .all(|(_, l)| key.contains(l.as_str())));
     let runs: Vec<&Run> = runs.iter().collect();
     assert_no_secrets(&inv, &runs, &secrets);
     eprintln!(

@@ -45,7 +45,10 @@ async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Resu
     let out = sess
         .script(
             "join",
-            &with_deadline(&format!("kubeadm join --config {JOIN_CONFIG}"), p.timeouts.join),
+            &with_deadline(
+                &format!("kubeadm join --config {JOIN_CONFIG}"),
+                p.timeouts.join,
+            ),
             ssh_limit(p.timeouts.join),
         )
         .await
@@ -127,4 +130,75 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
         },
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::init::kubeadm_error_within;
+    use std::time::Duration;
+
+    fn out(code: u32, stdout: &str, stderr: &str) -> crate::ssh::Output {
+        crate::ssh::Output {
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            code: Some(code),
+            signal: None,
+        }
+    }
+
+    #[test]
+    fn a_join_killed_by_its_deadline_names_the_last_line_and_is_not_retried() {
+        let e = kubeadm_error_within(
+            "join",
+            &out(124, "[preflight] Running pre-flight checks\n", ""),
+            Some(Duration::from_secs(8)),
+        );
+        assert!(
+            e.message.contains("did not finish within 8s"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message
+                .ends_with("last output: [preflight] Running pre-flight checks"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.as_deref().unwrap().contains("timeouts.kubeadmJoin"));
+        assert!(!retryable(&e));
+        let silent = kubeadm_error_within("join", &out(124, "", ""), Some(Duration::from_secs(8)));
+        assert!(silent.message.ends_with("last output: (no output)"));
+    }
+
+    #[test]
+    fn only_a_kubeadm_failure_after_preflight_is_retried() {
+        let failed = kubeadm_error_within(
+            "join",
+            &out(
+                1,
+                "[kubelet-start] Starting the kubelet\n",
+                "error execution phase kubelet-start: error uploading crisocket\n",
+            ),
+            Some(Duration::from_secs(8)),
+        );
+        assert!(retryable(&failed), "{}", failed.message);
+        let preflight = kubeadm_error_within(
+            "join",
+            &out(1, "", "\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists\n"),
+            None,
+        );
+        assert!(!retryable(&preflight), "{}", preflight.message);
+        let lost = StepError::from_ssh("join", crate::ssh::SshError::Lost("eof".into()));
+        assert!(!retryable(&lost));
+    }
+
+    #[test]
+    fn join_runs_under_the_deadline() {
+        assert_eq!(
+            with_deadline("kubeadm join --config /x", Duration::from_secs(600)),
+            "timeout -k 5 600 kubeadm join --config /x"
+        );
+        assert!(ssh_limit(Duration::from_secs(8)) > Duration::from_secs(8));
+    }
 }

@@ -31,8 +31,13 @@ pub async fn api(run: &Run) -> Option<Api> {
                 Some(&run.log_dir.join(format!("{}.log", cp.name))),
                 run.redactor.clone(),
             ));
-            match Session::connect(cp.target.clone(), &KeyCache::default(), ssh::client_config(), log)
-                .await
+            match Session::connect(
+                cp.target.clone(),
+                &KeyCache::default(),
+                ssh::client_config(),
+                log,
+            )
+            .await
             {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
@@ -73,7 +78,11 @@ async fn remove_node(p: &Plan, api: &Api, node: &str) -> Result<Vec<String>, Ste
     );
     let out = api
         .sess
-        .script("drain", &drain, p.timeouts.command + std::time::Duration::from_secs(15))
+        .script(
+            "drain",
+            &drain,
+            p.timeouts.command + std::time::Duration::from_secs(15),
+        )
         .await
         .map_err(|e| StepError::from_ssh("drain", e))?;
     if !out.ok() {
@@ -85,7 +94,11 @@ async fn remove_node(p: &Plan, api: &Api, node: &str) -> Result<Vec<String>, Ste
     }
     let out = api
         .sess
-        .script("delete node", &format!("{KUBECTL} delete node {q}"), p.timeouts.command)
+        .script(
+            "delete node",
+            &format!("{KUBECTL} delete node {q}"),
+            p.timeouts.command,
+        )
         .await
         .map_err(|e| StepError::from_ssh("delete node", e))?;
     if !out.ok() {
@@ -149,13 +162,18 @@ pub async fn run(run: &mut Run, whole: bool) {
         .await;
     }
     if let Some(api) = api {
-        if !run.hosts.iter().any(|h| Arc::ptr_eq(h.session.as_ref().unwrap_or(&api.sess), &api.sess)) {
+        if !run
+            .hosts
+            .iter()
+            .any(|h| Arc::ptr_eq(h.session.as_ref().unwrap_or(&api.sess), &api.sess))
+        {
             api.sess.close().await;
         }
     }
     // The console's copy of the admin kubeconfig is useless once the control plane is reset.
     let cp_reset = run.hosts.iter().any(|h| {
-        h.node.role == Role::ControlPlane && matches!(h.outcome, super::Outcome::Pending | super::Outcome::Ok)
+        h.node.role == Role::ControlPlane
+            && matches!(h.outcome, super::Outcome::Pending | super::Outcome::Ok)
             && h.session.is_some()
     });
     if cp_reset {
@@ -163,9 +181,81 @@ pub async fn run(run: &mut Run, whole: bool) {
         if kc.exists() {
             let cp = run.control_plane_index();
             match std::fs::remove_file(&kc) {
-                Ok(()) => run.hosts[cp].changes.push(format!("removed {}", kc.display())),
-                Err(e) => run.progress.warn(None, &format!("cannot remove {}: {e}", kc.display())),
+                Ok(()) => run.hosts[cp]
+                    .changes
+                    .push(format!("removed {}", kc.display())),
+                Err(e) => run
+                    .progress
+                    .warn(None, &format!("cannot remove {}: {e}", kc.display())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\ntimeouts:\n  command: 45s\n";
+        let inv =
+            crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        Plan::from_inventory(&inv).unwrap()
+    }
+
+    #[test]
+    fn reset_script_renders_passes_sh_n_and_bounds_kubeadm() {
+        let s = render(&plan()).unwrap();
+        let o = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            s.contains("KUBEADM_TIMEOUT=45\n"),
+            "the inventory's command timeout bounds kubeadm reset"
+        );
+        assert!(s.contains("timeout -k 5 \"$KUBEADM_TIMEOUT\" kubeadm reset -f"));
+        // What kubeadm reset leaves behind is handled; the runtime and packages are not touched.
+        for want in [
+            "/etc/cni/net.d",
+            "flannel.1",
+            "cni0",
+            "for t in iptables ip6tables",
+            "$t-save",
+            "ipvsadm --clear",
+            "/etc/kubestrap/kubeadm-join.yaml",
+        ] {
+            assert!(s.contains(want), "reset script lacks {want}");
+        }
+        for never in ["apt-get remove", "purge", "containerd/config.toml", "veth*"] {
+            assert!(!s.contains(never), "reset script must not touch {never}");
+        }
+    }
+
+    /// The iptables filter keeps the user's rules and drops Kubernetes' ones.
+    #[test]
+    fn iptables_filter_keeps_foreign_rules() {
+        let save = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:CNI-FORWARD - [0:0]\n:FLANNEL-FWD - [0:0]\n-A INPUT -j KUBE-SERVICES\n-A INPUT -s 192.0.2.1/32 -j ACCEPT\n-A FORWARD -j CNI-FORWARD\nCOMMIT\n";
+        let o = std::process::Command::new("sh")
+            .args(["-c", "grep -Ev 'KUBE-|CNI-|FLANNEL'"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(save.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let kept = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(
+            kept,
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 192.0.2.1/32 -j ACCEPT\nCOMMIT\n"
+        );
+        assert!(render(&plan())
+            .unwrap()
+            .contains("grep -Ev 'KUBE-|CNI-|FLANNEL'"));
     }
 }
