@@ -150,12 +150,18 @@ async fn up(c: Common) -> i32 {
     }
 
     let cp = run.control_plane_index();
-    // A fresh token is needed only when some inventory host is not yet a registered node.
-    let names: Vec<String> = run.hosts.iter().map(|h| h.node.name.clone()).collect();
+    // A fresh token is needed only when some worker in this run will join: it is not a
+    // registered node, or its host has no kubelet.conf (reset or rebuilt under the same name).
+    let workers: Vec<(String, bool)> = run
+        .hosts
+        .iter()
+        .filter(|h| h.node.role == Role::Worker && h.alive())
+        .map(|h| (h.node.name.clone(), h.facts.yes("kubelet_conf")))
+        .collect();
     let init = cluster::init::run(&mut run, |registered| {
-        names
+        workers
             .iter()
-            .any(|n| !registered.iter().any(|r| &r.name == n))
+            .any(|(n, kubelet_conf)| !kubelet_conf || !registered.iter().any(|r| &r.name == n))
     })
     .await;
     let Some((bootstrap, registered)) = init else {

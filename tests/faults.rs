@@ -560,8 +560,10 @@ fn fault_matrix_then_converge() {
     );
 }
 
+/// `pki: console`, and limits that keep a regression from waiting kubeadm's full 5-10 minutes.
 fn console_pki(y: String) -> String {
     y.replacen("cluster:\n", "cluster:\n  pki: console\n", 1)
+        + "timeouts:\n  kubeadmJoin: 60s\n  nodeReady: 60s\n"
 }
 
 /// The `- token: "..."` of the init config on the control plane.
@@ -677,6 +679,21 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
         noop.text()
     );
     runs.push(noop);
+
+    // A worker reset by hand (as after a rebuilt VM of the same name): its node object is stale
+    // and would block the join; the next `up` deletes it and joins the host again.
+    lab.sh(2, "kubeadm reset -f >/dev/null 2>&1");
+    let rejoin = kubestrap(&["up", "-i", i, "--output", "json"]);
+    assert_eq!(rejoin.code, Some(0), "{}", rejoin.text());
+    let s = json_summary(&rejoin);
+    assert!(changes_of(&s, "w1").iter().any(|c| c == "kubeadm join"), "{s}");
+    assert!(
+        changes_of(&s, "cp1").iter().any(|c| c.contains("deleted the stale node object w1")),
+        "{s}"
+    );
+    assert_eq!(changes_of(&s, "w2"), Vec::<String>::new(), "{s}");
+    lab.assert_ready(&["cp1", "w1", "w2"]);
+    runs.push(rejoin);
 
     // Reset one worker: drained and deleted from the API, kubeadm undone on it.
     let one = kubestrap(&["reset", "-i", i, "--host", "w2", "--yes"]);

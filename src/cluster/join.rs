@@ -84,6 +84,36 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
             })
             .collect(),
     );
+    // A node object whose host no longer has a kubelet.conf (the host was reset or rebuilt under
+    // the same name) blocks the new join ("a Node with name ... already exists"): delete it first.
+    let orphans: Vec<String> = run
+        .hosts
+        .iter()
+        .filter(|h| h.node.role == Role::Worker && h.alive())
+        .filter(|h| !h.facts.yes("kubelet_conf") && registered.contains(&h.node.name))
+        .map(|h| h.node.name.clone())
+        .collect();
+    if !orphans.is_empty() {
+        let cp = run.control_plane_index();
+        if let Some(cp_sess) = run.hosts[cp].session.clone() {
+            for name in orphans {
+                let cmd = format!(
+                    "{} delete node {}",
+                    super::init::KUBECTL,
+                    crate::ssh::shell_quote(&name)
+                );
+                match run_script(&cp_sess, "join", &cmd, p.timeouts.command).await {
+                    Ok(_) => run.hosts[cp].changes.push(format!(
+                        "deleted the stale node object {name} (its host has no kubelet.conf)"
+                    )),
+                    Err(e) => run.progress.warn(
+                        Some(&name),
+                        &format!("cannot delete its stale node object: {}", e.message),
+                    ),
+                }
+            }
+        }
+    }
     run.each(
         "join",
         |h| h.node.role == Role::Worker,

@@ -16,6 +16,8 @@ use crate::ssh::{self, HostLog, KeyCache, Session};
 /// The API of the cluster, reached through the control plane's admin.conf.
 pub struct Api {
     sess: Arc<Session>,
+    /// Opened here (the control plane is not one of the hosts being reset): close it after.
+    own: bool,
     /// Node names the API knows.
     pub nodes: Vec<String>,
 }
@@ -24,8 +26,8 @@ pub struct Api {
 /// control plane cannot be reached or runs no API: then nodes are not drained or deleted.
 pub async fn api(run: &Run) -> Option<Api> {
     let cp = run.plan.control_plane().clone();
-    let sess = match run.hosts.iter().find(|h| h.node.name == cp.name) {
-        Some(h) => h.session.clone()?,
+    let (sess, own) = match run.hosts.iter().find(|h| h.node.name == cp.name) {
+        Some(h) => (h.session.clone()?, false),
         None => {
             let log = Arc::new(HostLog::open(
                 Some(&run.log_dir.join(format!("{}.log", cp.name))),
@@ -39,7 +41,7 @@ pub async fn api(run: &Run) -> Option<Api> {
             )
             .await
             {
-                Ok(s) => Arc::new(s),
+                Ok(s) => (Arc::new(s), true),
                 Err(e) => {
                     run.progress.warn(
                         Some(&cp.name),
@@ -54,6 +56,7 @@ pub async fn api(run: &Run) -> Option<Api> {
     match nodes {
         Some(n) => Some(Api {
             sess,
+            own,
             nodes: n.into_iter().map(|n| n.name).collect(),
         }),
         None => {
@@ -161,14 +164,8 @@ pub async fn run(run: &mut Run, whole: bool) {
         )
         .await;
     }
-    if let Some(api) = api {
-        if !run
-            .hosts
-            .iter()
-            .any(|h| Arc::ptr_eq(h.session.as_ref().unwrap_or(&api.sess), &api.sess))
-        {
-            api.sess.close().await;
-        }
+    if let Some(api) = api.filter(|a| a.own) {
+        api.sess.close().await;
     }
     // The console's copy of the admin kubeconfig is useless once the control plane is reset.
     let cp_reset = run.hosts.iter().any(|h| {
