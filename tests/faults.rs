@@ -347,7 +347,8 @@ fn fault_matrix_then_converge() {
     // host 1 cp1, 2 w1 (healthy), 3 w2 down, 4 w3 join fails, 5 w4 join hangs, 6 w5 never Ready,
     // 7 w6 host key changed, 8 w7 sudo wants a password, 9 w8 sshd killed while joining.
     let inv = lab.inventory(8, |y| {
-        y + "timeouts:\n  kubeadmJoin: 8s\n  nodeReady: 15s\n"
+        // Short enough to keep the test quick, long enough for a healthy join on a busy machine.
+        y + "timeouts:\n  kubeadmJoin: 30s\n  nodeReady: 25s\n"
     });
     lab.fault(3, "sshd-stopped", "on");
     lab.fault(4, "join-fails", "on");
@@ -407,7 +408,7 @@ fn fault_matrix_then_converge() {
         &[
             "failed",
             "at join",
-            "did not finish within 8s",
+            "did not finish within 30s",
             "last output: [preflight] Running pre-flight checks",
             "hint: kubeadm join hung",
         ],
@@ -417,7 +418,7 @@ fn fault_matrix_then_converge() {
         &[
             "failed",
             "at wait Ready",
-            "not Ready after 15s",
+            "not Ready after 25s",
             "hint:",
             "journalctl -u kubelet",
         ],
