@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::cli::{Cli, Command, Common, ExecArgs};
+use crate::cli::{Cli, Command, Common, ExecArgs, ResetArgs};
 use crate::cluster::{self, preflight, HostRun, Outcome, Run};
 use crate::plan::{Plan, Role};
 use crate::progress::{OutputFormat, Progress};
@@ -44,6 +44,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Up(c) => up(c).await,
             Command::Check(c) => check(c).await,
             Command::Kubeconfig(c) => kubeconfig(c).await,
+            Command::Reset(a) => reset(a).await,
             Command::Exec(a) => exec(a).await,
             Command::VagrantInventory(a) => vagrant_inventory(a),
         }
@@ -150,12 +151,18 @@ async fn up(c: Common) -> i32 {
     }
 
     let cp = run.control_plane_index();
-    // A fresh token is needed only when some inventory host is not yet a registered node.
-    let names: Vec<String> = run.hosts.iter().map(|h| h.node.name.clone()).collect();
+    // A fresh token is needed only when some worker in this run will join: it is not a
+    // registered node, or its host has no kubelet.conf (reset or rebuilt under the same name).
+    let workers: Vec<(String, bool)> = run
+        .hosts
+        .iter()
+        .filter(|h| h.node.role == Role::Worker && h.alive())
+        .map(|h| (h.node.name.clone(), h.facts.yes("kubelet_conf")))
+        .collect();
     let init = cluster::init::run(&mut run, |registered| {
-        names
+        workers
             .iter()
-            .any(|n| !registered.iter().any(|r| &r.name == n))
+            .any(|(n, kubelet_conf)| !kubelet_conf || !registered.iter().any(|r| &r.name == n))
     })
     .await;
     let Some((bootstrap, registered)) = init else {
@@ -207,6 +214,11 @@ async fn close_all(run: &Run) {
 
 /// Print the per-host summary and pick the exit code.
 async fn finish(run: &Run, kubeconfig: Option<&Path>, headline: &str) -> i32 {
+    finish_as(run, kubeconfig, headline, "up").await
+}
+
+/// `finish` for command `cmd` (named in the "run it again" advice).
+async fn finish_as(run: &Run, kubeconfig: Option<&Path>, headline: &str, cmd: &str) -> i32 {
     close_all(run).await;
     run.progress.finish();
     let failed = run.any_failed()
@@ -290,7 +302,7 @@ async fn finish(run: &Run, kubeconfig: Option<&Path>, headline: &str) -> i32 {
             println!("Next: KUBECONFIG={} kubectl get nodes", k.display());
         }
     } else if failed {
-        println!("Next: fix the problems above, then run `kubestrap up -i {inv}` again; it picks up where it stopped.");
+        println!("Next: fix the problems above, then run `kubestrap {cmd} -i {inv}` again; it picks up where it stopped.");
     }
     if failed {
         EXIT_FAILED
@@ -362,6 +374,93 @@ async fn kubeconfig(c: Common) -> i32 {
             EXIT_FAILED
         }
     }
+}
+
+async fn reset(a: ResetArgs) -> i32 {
+    // Validate the inventory and the host names before asking anything.
+    let inv = match crate::inventory::load(&a.common.inventory) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_INPUT;
+        }
+    };
+    let unknown: Vec<&String> = a
+        .hosts
+        .iter()
+        .filter(|n| !inv.hosts.iter().any(|h| &h.name == *n))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        eprintln!(
+            "error: --host {}: not in {} (hosts: {})",
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.common.inventory.display(),
+            known.join(", ")
+        );
+        return EXIT_INPUT;
+    }
+    let whole = a.hosts.is_empty();
+    let mut chosen: Vec<&str> = inv
+        .hosts
+        .iter()
+        .filter(|h| whole || a.hosts.contains(&h.name))
+        .map(|h| h.name.as_str())
+        .collect();
+    chosen.dedup();
+    let what = if whole {
+        format!(
+            "the whole cluster {:?} ({}): every node is drained and removed, kubeadm is reset on every host",
+            inv.cluster.name,
+            chosen.join(", ")
+        )
+    } else {
+        format!(
+            "{} of cluster {:?}: drained, removed from the cluster and kubeadm reset",
+            chosen.join(", "),
+            inv.cluster.name
+        )
+    };
+    if !a.yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: `kubestrap reset` would reset {what}.\nRefusing without confirmation: standard input is not a terminal; pass --yes to confirm.");
+            return EXIT_INPUT;
+        }
+        eprint!("This resets {what}.\nWorkloads on these nodes are lost. Type `yes` to continue: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            eprintln!("Not confirmed; nothing was changed.");
+            return EXIT_INPUT;
+        }
+    }
+    let hosts = a.hosts.clone();
+    let filter = move |n: &crate::plan::Node| hosts.is_empty() || hosts.contains(&n.name);
+    let mut run = match load(&a.common, Some(&filter)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    cluster::watch_ctrl_c(run.progress.clone());
+    cluster::connect::run(&mut run).await;
+    cluster::reset::run(&mut run, whole).await;
+    for h in run.hosts.iter_mut() {
+        if matches!(h.outcome, Outcome::Pending) {
+            h.outcome = Outcome::Ok;
+        }
+    }
+    let inv = run.plan.inventory_file.display().to_string();
+    let headline = if run.any_failed() {
+        "Reset did not finish on every host (it is safe to repeat).".to_string()
+    } else {
+        format!("Reset finished. `kubestrap up -i {inv}` builds the cluster again.")
+    };
+    finish_as(&run, None, &headline, "reset").await
 }
 
 async fn exec(a: ExecArgs) -> i32 {

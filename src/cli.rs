@@ -38,6 +38,8 @@ pub enum Command {
     Check(Common),
     /// Print the admin kubeconfig (fetched from the control plane if not in the state folder).
     Kubeconfig(Common),
+    /// Take hosts out of the cluster and undo kubeadm on them (the whole cluster when no --host).
+    Reset(ResetArgs),
     /// Run a command on hosts in parallel, as the SSH user.
     Exec(ExecArgs),
     /// Turn `vagrant ssh-config` output (on stdin) into an inventory (on stdout).
@@ -61,6 +63,18 @@ pub struct VagrantArgs {
     /// The first host's private-network address; the next hosts get the following addresses.
     #[arg(long, value_name = "FIRST")]
     pub private_network: Option<std::net::Ipv4Addr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only these hosts (repeatable); default: every host, workers first, the control plane last.
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// Do not ask for confirmation (required when standard input is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

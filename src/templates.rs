@@ -51,6 +51,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/scripts/cp-state.sh.j2"),
     ),
     (
+        "scripts/reset.sh.j2",
+        include_str!("../templates/scripts/reset.sh.j2"),
+    ),
+    (
         "kubeadm/init.yaml.j2",
         include_str!("../templates/kubeadm/init.yaml.j2"),
     ),

@@ -47,7 +47,46 @@ fn help_names_every_command() {
     let o = kubestrap(&["--help"]);
     assert!(o.status.success());
     let h = String::from_utf8_lossy(&o.stdout);
-    for c in ["up", "check", "kubeconfig", "exec"] {
+    for c in ["up", "check", "kubeconfig", "exec", "reset"] {
         assert!(h.contains(c), "{h}");
     }
+}
+
+fn one_host_inventory(d: &std::path::Path) -> std::path::PathBuf {
+    let p = d.join("inv.yaml");
+    std::fs::write(
+        &p,
+        "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.0.2.10\n    role: control-plane\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn reset_without_a_terminal_and_without_yes_refuses_with_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let p = one_host_inventory(d.path());
+    let o = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(["reset", "-i", p.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("standard input is not a terminal") && e.contains("--yes"),
+        "{e}"
+    );
+    assert!(e.contains("cp1"), "names what would be reset: {e}");
+    assert!(!d.path().join(".kubestrap").exists(), "nothing was done");
+}
+
+#[test]
+fn reset_of_an_unknown_host_exits_2_listing_the_hosts() {
+    let d = tempfile::tempdir().unwrap();
+    let p = one_host_inventory(d.path());
+    let o = kubestrap(&["reset", "-i", p.to_str().unwrap(), "--host", "w9", "--yes"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("w9") && e.contains("hosts: cp1"), "{e}");
 }

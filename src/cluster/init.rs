@@ -219,13 +219,13 @@ pub async fn run(
         let out = sess
             .script(
                 "init",
-                &format!("kubeadm init --config {INIT_CONFIG}"),
-                p.timeouts.init,
+                &with_deadline(&format!("kubeadm init --config {INIT_CONFIG}"), p.timeouts.init),
+                ssh_limit(p.timeouts.init),
             )
             .await
             .map_err(|e| StepError::from_ssh("init", e))?;
         if !out.ok() {
-            return Err(kubeadm_error("init", &out));
+            return Err(kubeadm_error_within("init", &out, Some(p.timeouts.init)));
         }
         let pin = fetch_pin(&p, &sess).await?;
         if let Some(want) = expected_pin {
@@ -298,8 +298,47 @@ pub fn verify_init_output(
     Ok(())
 }
 
+/// Run `cmd` on the host under its own deadline (GNU `timeout`, which kills the whole process
+/// group), so a hanging kubeadm is stopped on the host instead of being left behind when the
+/// console gives up. Exit 124 means the deadline hit.
+pub fn with_deadline(cmd: &str, limit: std::time::Duration) -> String {
+    format!("timeout -k 5 {} {cmd}", limit.as_secs().max(1))
+}
+
+/// The SSH-side limit for a command run `with_deadline(limit)`: a little longer, so the host's
+/// own deadline (with its output so far) normally wins.
+pub fn ssh_limit(limit: std::time::Duration) -> std::time::Duration {
+    limit + std::time::Duration::from_secs(15)
+}
+
 /// kubeadm's `[ERROR X]: ...` preflight lines, else the last lines of its output.
 pub fn kubeadm_error(step: &str, out: &crate::ssh::Output) -> StepError {
+    kubeadm_error_within(step, out, None)
+}
+
+/// `kubeadm_error` for a command run `with_deadline(limit)`: exit 124/137 is a timeout that names
+/// the last line kubeadm printed.
+pub fn kubeadm_error_within(
+    step: &str,
+    out: &crate::ssh::Output,
+    limit: Option<std::time::Duration>,
+) -> StepError {
+    if let (Some(limit), Some(124 | 137)) = (limit, out.code) {
+        let last = out.last_line();
+        return StepError::new(
+            step,
+            format!(
+                "kubeadm {step} did not finish within {}s (stopped on the host); last output: {}",
+                limit.as_secs(),
+                if last.is_empty() { "(no output)".to_string() } else { last }
+            ),
+        )
+        .hint(format!(
+            "kubeadm {step} hung: look at the host's log and `journalctl -u kubelet` on it, fix the cause \
+             (or raise `timeouts.kubeadm{}`), then run `kubestrap up` again",
+            if step == "init" { "Init" } else { "Join" }
+        ));
+    }
     let all = format!("{}\n{}", out.stdout, out.stderr);
     let errors: Vec<&str> = all
         .lines()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use minijinja::context;
 
-use super::init::{kubeadm_error, Bootstrap, NodeStatus};
+use super::init::{kubeadm_error_within, ssh_limit, with_deadline, Bootstrap, NodeStatus};
 use super::{run_script, Run, StepError};
 use crate::plan::{Node, Plan, Role};
 use crate::ssh::Session;
@@ -28,7 +28,14 @@ pub fn render_join(p: &Plan, node: &Node, b: &Bootstrap) -> anyhow::Result<Strin
     )
 }
 
-const RESET: &str = "kubeadm reset -f >/dev/null 2>&1; rm -rf /etc/cni/net.d/* /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/ca.crt; true";
+/// Clean up an earlier or failed join, as a user would by hand: `kubeadm reset -f` (under a
+/// deadline) and what it leaves that makes the next join's preflight refuse.
+fn reset_script(p: &Plan) -> String {
+    format!(
+        "{} >/dev/null 2>&1; rm -rf /etc/cni/net.d/* /etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf /etc/kubernetes/pki/ca.crt; true",
+        with_deadline("kubeadm reset -f", p.timeouts.command)
+    )
+}
 
 async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Result<(), StepError> {
     let config = render_join(p, node, b).map_err(|e| StepError::new("join", e.to_string()))?;
@@ -38,16 +45,26 @@ async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Resu
     let out = sess
         .script(
             "join",
-            &format!("kubeadm join --config {JOIN_CONFIG}"),
-            p.timeouts.join,
+            &with_deadline(
+                &format!("kubeadm join --config {JOIN_CONFIG}"),
+                p.timeouts.join,
+            ),
+            ssh_limit(p.timeouts.join),
         )
         .await
         .map_err(|e| StepError::from_ssh("join", e))?;
     if out.ok() {
         Ok(())
     } else {
-        Err(kubeadm_error("join", &out))
+        Err(kubeadm_error_within("join", &out, Some(p.timeouts.join)))
     }
+}
+
+/// Worth one automatic retry after `kubeadm reset -f`: kubeadm ran and failed after its
+/// preflight. Not a preflight refusal (the same host state refuses again), not a hang (it would
+/// hang again and double the wait), not a lost connection.
+fn retryable(e: &StepError) -> bool {
+    e.message.starts_with("kubeadm join failed")
 }
 
 pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
@@ -67,6 +84,36 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
             })
             .collect(),
     );
+    // A node object whose host no longer has a kubelet.conf (the host was reset or rebuilt under
+    // the same name) blocks the new join ("a Node with name ... already exists"): delete it first.
+    let orphans: Vec<String> = run
+        .hosts
+        .iter()
+        .filter(|h| h.node.role == Role::Worker && h.alive())
+        .filter(|h| !h.facts.yes("kubelet_conf") && registered.contains(&h.node.name))
+        .map(|h| h.node.name.clone())
+        .collect();
+    if !orphans.is_empty() {
+        let cp = run.control_plane_index();
+        if let Some(cp_sess) = run.hosts[cp].session.clone() {
+            for name in orphans {
+                let cmd = format!(
+                    "{} delete node {}",
+                    super::init::KUBECTL,
+                    crate::ssh::shell_quote(&name)
+                );
+                match run_script(&cp_sess, "join", &cmd, p.timeouts.command).await {
+                    Ok(_) => run.hosts[cp].changes.push(format!(
+                        "deleted the stale node object {name} (its host has no kubelet.conf)"
+                    )),
+                    Err(e) => run.progress.warn(
+                        Some(&name),
+                        &format!("cannot delete its stale node object: {}", e.message),
+                    ),
+                }
+            }
+        }
+    }
     run.each(
         "join",
         |h| h.node.role == Role::Worker,
@@ -78,8 +125,10 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                     return Ok(vec![]);
                 }
                 let mut changes = Vec::new();
+                let reset = reset_script(&p);
+                let reset_limit = ssh_limit(p.timeouts.command);
                 if stale {
-                    run_script(&sess, "join", RESET, p.timeouts.command).await?;
+                    run_script(&sess, "join", &reset, reset_limit).await?;
                     changes.push("reset a stale earlier join".to_string());
                 }
                 match join_once(&p, &sess, &node, &b).await {
@@ -87,17 +136,20 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                         changes.push("kubeadm join".into());
                         Ok(changes)
                     }
-                    Err(first) if !first.message.contains("preflight") => {
+                    Err(first) if retryable(&first) => {
                         // One automatic retry after cleaning up, as a user would do by hand.
-                        run_script(&sess, "join", RESET, p.timeouts.command).await?;
+                        run_script(&sess, "join", &reset, reset_limit).await?;
                         join_once(&p, &sess, &node, &b).await.map_err(|second| {
-                            StepError::new(
-                                "join",
-                                format!(
-                                    "{} (retried once after `kubeadm reset -f`: {})",
+                            StepError {
+                                step: "join".into(),
+                                message: format!(
+                                    "{} (retried once after `kubeadm reset -f`, failed again: {})",
                                     first.message, second.message
                                 ),
-                            )
+                                hint: second.hint.or(first.hint).or(Some(
+                                    "look at the host's log for kubeadm's full output, fix the cause, then run `kubestrap up` again (it cleans up the failed join first)".into(),
+                                )),
+                            }
                         })?;
                         changes.push("kubeadm join (second attempt after reset)".into());
                         Ok(changes)
@@ -108,4 +160,75 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
         },
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::init::kubeadm_error_within;
+    use std::time::Duration;
+
+    fn out(code: u32, stdout: &str, stderr: &str) -> crate::ssh::Output {
+        crate::ssh::Output {
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            code: Some(code),
+            signal: None,
+        }
+    }
+
+    #[test]
+    fn a_join_killed_by_its_deadline_names_the_last_line_and_is_not_retried() {
+        let e = kubeadm_error_within(
+            "join",
+            &out(124, "[preflight] Running pre-flight checks\n", ""),
+            Some(Duration::from_secs(8)),
+        );
+        assert!(
+            e.message.contains("did not finish within 8s"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message
+                .ends_with("last output: [preflight] Running pre-flight checks"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.as_deref().unwrap().contains("timeouts.kubeadmJoin"));
+        assert!(!retryable(&e));
+        let silent = kubeadm_error_within("join", &out(124, "", ""), Some(Duration::from_secs(8)));
+        assert!(silent.message.ends_with("last output: (no output)"));
+    }
+
+    #[test]
+    fn only_a_kubeadm_failure_after_preflight_is_retried() {
+        let failed = kubeadm_error_within(
+            "join",
+            &out(
+                1,
+                "[kubelet-start] Starting the kubelet\n",
+                "error execution phase kubelet-start: error uploading crisocket\n",
+            ),
+            Some(Duration::from_secs(8)),
+        );
+        assert!(retryable(&failed), "{}", failed.message);
+        let preflight = kubeadm_error_within(
+            "join",
+            &out(1, "", "\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists\n"),
+            None,
+        );
+        assert!(!retryable(&preflight), "{}", preflight.message);
+        let lost = StepError::from_ssh("join", crate::ssh::SshError::Lost("eof".into()));
+        assert!(!retryable(&lost));
+    }
+
+    #[test]
+    fn join_runs_under_the_deadline() {
+        assert_eq!(
+            with_deadline("kubeadm join --config /x", Duration::from_secs(600)),
+            "timeout -k 5 600 kubeadm join --config /x"
+        );
+        assert!(ssh_limit(Duration::from_secs(8)) > Duration::from_secs(8));
+    }
 }

@@ -10,6 +10,7 @@ pub mod kubeconfig;
 pub mod network;
 pub mod preflight;
 pub mod prepare;
+pub mod reset;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -264,7 +265,9 @@ pub fn script_error(step: &str, out: &crate::ssh::Output) -> StepError {
     if out.stderr.contains("a password is required")
         || out.stderr.contains("a terminal is required")
     {
-        e = e.hint("the SSH user needs passwordless sudo (e.g. `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER), or set ssh.sudoPasswordEnv to the NAME of an environment variable holding the sudo password");
+        e = e.hint("sudo on this host wants a password: set `ssh: { sudoPasswordEnv: VAR }` for the host and export VAR with the password, or give the SSH user passwordless sudo (`USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER)");
+    } else if out.stderr.contains("incorrect password") || out.stderr.contains("Sorry, try again") {
+        e = e.hint("sudo refused the password from ssh.sudoPasswordEnv: check the variable's value");
     }
     e
 }
