@@ -35,7 +35,7 @@ impl Redactor {
 
     pub fn redact(&self, text: &str) -> String {
         let s = self.secrets.read().unwrap();
-        let mut out = text.to_string();
+        let mut out = redact_key_material(text);
         for secret in s.iter() {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), "<redacted>");
@@ -43,6 +43,25 @@ impl Redactor {
         }
         out
     }
+}
+
+/// Secrets kubestrap never registered but may read back from a host (admin.conf's client key,
+/// a key file printed by a command): PEM private-key blocks and kubeconfig `client-key-data`.
+fn redact_key_material(text: &str) -> String {
+    use regex::Regex;
+    use std::sync::OnceLock;
+    static PEM: OnceLock<Regex> = OnceLock::new();
+    static KUBECONFIG: OnceLock<Regex> = OnceLock::new();
+    if !text.contains("PRIVATE KEY") && !text.contains("client-key-data") {
+        return text.to_string();
+    }
+    let pem = PEM.get_or_init(|| {
+        Regex::new(r"(?s)(-----BEGIN [A-Z ]*PRIVATE KEY-----).*?(-----END [A-Z ]*PRIVATE KEY-----)")
+            .unwrap()
+    });
+    let kc = KUBECONFIG.get_or_init(|| Regex::new(r"(client-key-data:\s*)[A-Za-z0-9+/=]+").unwrap());
+    let out = pem.replace_all(text, "$1 <redacted> $2");
+    kc.replace_all(&out, "${1}<redacted>").into_owned()
 }
 
 #[cfg(test)]
@@ -59,6 +78,17 @@ mod tests {
         );
         assert_eq!(r.redact("secret=0123456789abcdef"), "secret=<redacted>");
         assert_eq!(r.redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn redacts_private_keys_and_kubeconfig_client_keys() {
+        let r = Redactor::new();
+        let text = "users:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZU0VDUkVU\nx\n-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----\ntail";
+        let out = r.redact(text);
+        assert!(!out.contains("S0VZU0VDUkVU") && !out.contains("MIIEsecret"), "{out}");
+        assert!(out.contains("client-certificate-data: Q0VSVA=="), "{out}");
+        assert!(out.contains("client-key-data: <redacted>") && out.ends_with("tail"), "{out}");
+        assert!(out.contains("-----BEGIN RSA PRIVATE KEY----- <redacted> -----END RSA PRIVATE KEY-----"));
     }
 
     #[test]

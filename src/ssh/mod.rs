@@ -360,6 +360,9 @@ fn last_line(s: &str) -> Option<String> {
 pub struct HostLog {
     file: Mutex<Option<std::fs::File>>,
     redactor: Redactor,
+    /// Remote output not yet written: redaction works on whole lines and whole PEM blocks, and
+    /// SSH delivers output in arbitrary chunks.
+    pending: Mutex<String>,
 }
 
 impl HostLog {
@@ -376,6 +379,36 @@ impl HostLog {
         HostLog {
             file: Mutex::new(file),
             redactor,
+            pending: Mutex::new(String::new()),
+        }
+    }
+
+    /// A chunk of a command's output: written once its lines (and any private-key block in
+    /// them) are complete, so the redactor sees them whole.
+    pub fn output(&self, chunk: &str) {
+        let mut p = self.pending.lock().unwrap();
+        p.push_str(chunk);
+        let mut cut = p.rfind('\n').map_or(0, |i| i + 1);
+        if let Some(begin) = p[..cut].rfind("-----BEGIN ") {
+            if p[begin..].contains("PRIVATE KEY") && !p[begin..cut].contains("-----END ") {
+                cut = begin;
+            }
+        }
+        if cut > 0 {
+            let ready: String = p.drain(..cut).collect();
+            drop(p);
+            self.write(&ready);
+        }
+    }
+
+    /// Write whatever output is still held back (the command ended or timed out).
+    pub fn flush_output(&self) {
+        let rest = std::mem::take(&mut *self.pending.lock().unwrap());
+        if !rest.is_empty() {
+            self.write(&rest);
+            if !rest.ends_with('\n') {
+                self.write("\n");
+            }
         }
     }
 
@@ -916,12 +949,12 @@ impl Session {
                 match msg {
                     ChannelMsg::Data { data } => {
                         let s = String::from_utf8_lossy(&data);
-                        self.log.write(&s);
+                        self.log.output(&s);
                         out.stdout.push_str(&s);
                     }
                     ChannelMsg::ExtendedData { data, .. } => {
                         let s = String::from_utf8_lossy(&data);
-                        self.log.write(&s);
+                        self.log.output(&s);
                         out.stderr.push_str(&s);
                     }
                     ChannelMsg::ExitStatus { exit_status } => out.code = Some(exit_status),
@@ -933,6 +966,7 @@ impl Session {
             }
         };
         let timed = tokio::time::timeout(timeout, collect).await;
+        self.log.flush_output();
         if timed.is_err() {
             let _ = channel.close().await;
             let last = out.last_line();
@@ -1028,6 +1062,31 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_log_redacts_key_material_split_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.log");
+        let log = HostLog::open(Some(&path), Redactor::new());
+        let text = "BEGIN admin.conf\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZU0VDUkVUS0VZU0VDUkVU\nEND admin.conf\n\
+                    -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIsecretsecretsecret\nMoreSecretLine\n-----END EC PRIVATE KEY-----\ndone";
+        // every chunk size splits the secrets somewhere
+        for size in [1, 3, 7, 16, 50] {
+            let bytes = text.as_bytes();
+            for c in bytes.chunks(size) {
+                log.output(std::str::from_utf8(c).unwrap());
+            }
+            log.flush_output();
+        }
+        let written = std::fs::read_to_string(&path).unwrap();
+        for secret in ["S0VZU0VDUkVU", "secretsecret", "MoreSecretLine"] {
+            assert!(!written.contains(secret), "{secret} leaked:\n{written}");
+        }
+        assert_eq!(written.matches("client-certificate-data: Q0VSVA==").count(), 5);
+        assert_eq!(written.matches("done\n").count(), 5);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn quoting_round_trips_through_sh() {
