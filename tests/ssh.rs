@@ -30,12 +30,18 @@ fn pubkey(path: &Path) -> String {
         .to_string()
 }
 
+/// A free port below the kernel's ephemeral range (so no outgoing connection takes it between
+/// this check and sshd's bind), never the same twice in this process (tests run in parallel).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 400) as u16 * 25;
+    loop {
+        let p = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2500;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// One real sshd on 127.0.0.1, stopped (by its PID only) on drop.
@@ -84,13 +90,16 @@ impl Sshd {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let s = Sshd {
+        let mut s = Sshd {
             child,
             port,
             host_key,
             _dir: dir,
         };
         for _ in 0..100 {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("sshd on port {port} exited at start ({status})");
+            }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return s;
             }
