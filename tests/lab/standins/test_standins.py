@@ -444,6 +444,32 @@ class TestPreflight(Base):
         self.assertIn("[preflight] If you know what you are doing, you can make a check non-fatal with "
                       "`--ignore-preflight-errors=...`\n", err)
 
+    def test_port_in_time_wait_is_free(self):
+        """A connection the API server closed first (it was stopped by `kubeadm reset` mid-request, say the
+        kubelet's heartbeat) stays in TIME-WAIT on :6443 for a minute. kubeadm's port check is Go's
+        net.Listen, which sets SO_REUSEADDR: for it the port is free, and `init` right after a reset passes."""
+        h = self.host("tw")
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the API server's listener
+        srv.bind((h.ip, 6443))
+        srv.listen(1)
+        c = socket.create_connection((h.ip, 6443), timeout=10)
+        a, _ = srv.accept()
+        a.close()  # the server's side closes first ...
+        self.assertEqual(c.recv(1), b"")
+        c.close()
+        srv.close()  # ... and the server goes away
+        s = socket.socket()
+        try:
+            with self.assertRaises(OSError):  # the TIME-WAIT is there: a bind without SO_REUSEADDR fails
+                s.bind((h.ip, 6443))
+        finally:
+            s.close()
+        rc, out, err = self.init_cp(h)
+        self.assertEqual(rc, 0, out + err)
+        self.assertNotIn("Port-6443", err)
+        self.stop(h)
+
     def test_cri_not_running_and_images_missing(self):
         h = self.host("cri", images=None)
         h.must("systemctl", "stop", "containerd")
