@@ -830,6 +830,15 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
         secrets.push(("CA key line", l.to_string()));
     }
     secrets.push(("CA key body", body.concat()));
+    // The admin client key kubestrap read back from the control plane (it is in the 0600 kubeconfig
+    // only): its base64 in the console's kubeconfig, as admin.conf carries it.
+    let kc = std::fs::read_to_string(inv.parent().unwrap().join(".kubestrap/lab/kubeconfig")).unwrap();
+    let client_key = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-key-data:"))
+        .map(|v| v.trim().to_string())
+        .expect("the kubeconfig carries the admin client key");
+    secrets.push(("admin client key", client_key));
     // The scan would see them: the key lines are in the one file allowed to hold them.
     assert!(secrets
         .iter()
