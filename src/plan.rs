@@ -123,8 +123,8 @@ impl Plan {
                     role: h.role,
                     target: Target::from_host(h, timeouts.connect).map_err(anyhow::Error::msg)?,
                 })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Plan {
             inventory_file: inv.file.clone(),
             cluster_name: c.name.clone(),

@@ -59,7 +59,8 @@ fn redact_key_material(text: &str) -> String {
         Regex::new(r"(?s)(-----BEGIN [A-Z ]*PRIVATE KEY-----).*?(-----END [A-Z ]*PRIVATE KEY-----)")
             .unwrap()
     });
-    let kc = KUBECONFIG.get_or_init(|| Regex::new(r"(client-key-data:\s*)[A-Za-z0-9+/=]+").unwrap());
+    let kc =
+        KUBECONFIG.get_or_init(|| Regex::new(r"(client-key-data:\s*)[A-Za-z0-9+/=]+").unwrap());
     let out = pem.replace_all(text, "$1 <redacted> $2");
     kc.replace_all(&out, "${1}<redacted>").into_owned()
 }
@@ -85,10 +86,17 @@ mod tests {
         let r = Redactor::new();
         let text = "users:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZU0VDUkVU\nx\n-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----\ntail";
         let out = r.redact(text);
-        assert!(!out.contains("S0VZU0VDUkVU") && !out.contains("MIIEsecret"), "{out}");
+        assert!(
+            !out.contains("S0VZU0VDUkVU") && !out.contains("MIIEsecret"),
+            "{out}"
+        );
         assert!(out.contains("client-certificate-data: Q0VSVA=="), "{out}");
-        assert!(out.contains("client-key-data: <redacted>") && out.ends_with("tail"), "{out}");
-        assert!(out.contains("-----BEGIN RSA PRIVATE KEY----- <redacted> -----END RSA PRIVATE KEY-----"));
+        assert!(
+            out.contains("client-key-data: <redacted>") && out.ends_with("tail"),
+            "{out}"
+        );
+        assert!(out
+            .contains("-----BEGIN RSA PRIVATE KEY----- <redacted> -----END RSA PRIVATE KEY-----"));
     }
 
     #[test]

@@ -687,9 +687,14 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     let rejoin = kubestrap(&["up", "-i", i, "--output", "json"]);
     assert_eq!(rejoin.code, Some(0), "{}", rejoin.text());
     let s = json_summary(&rejoin);
-    assert!(changes_of(&s, "w1").iter().any(|c| c == "kubeadm join"), "{s}");
     assert!(
-        changes_of(&s, "cp1").iter().any(|c| c.contains("deleted the stale node object w1")),
+        changes_of(&s, "w1").iter().any(|c| c == "kubeadm join"),
+        "{s}"
+    );
+    assert!(
+        changes_of(&s, "cp1")
+            .iter()
+            .any(|c| c.contains("deleted the stale node object w1")),
         "{s}"
     );
     assert_eq!(changes_of(&s, "w2"), Vec::<String>::new(), "{s}");
@@ -832,7 +837,8 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     secrets.push(("CA key body", body.concat()));
     // The admin client key kubestrap read back from the control plane (it is in the 0600 kubeconfig
     // only): its base64 in the console's kubeconfig, as admin.conf carries it.
-    let kc = std::fs::read_to_string(inv.parent().unwrap().join(".kubestrap/lab/kubeconfig")).unwrap();
+    let kc =
+        std::fs::read_to_string(inv.parent().unwrap().join(".kubestrap/lab/kubeconfig")).unwrap();
     let client_key = kc
         .lines()
         .find_map(|l| l.trim().strip_prefix("client-key-data:"))

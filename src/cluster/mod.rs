@@ -267,7 +267,8 @@ pub fn script_error(step: &str, out: &crate::ssh::Output) -> StepError {
     {
         e = e.hint("sudo on this host wants a password: set `ssh: { sudoPasswordEnv: VAR }` for the host and export VAR with the password, or give the SSH user passwordless sudo (`USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/USER)");
     } else if out.stderr.contains("incorrect password") || out.stderr.contains("Sorry, try again") {
-        e = e.hint("sudo refused the password from ssh.sudoPasswordEnv: check the variable's value");
+        e = e
+            .hint("sudo refused the password from ssh.sudoPasswordEnv: check the variable's value");
     }
     e
 }

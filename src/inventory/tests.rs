@@ -477,7 +477,9 @@ fn ssh_config_alias_with_an_ip_hostname_gives_the_internal_address() {
     for addr in ["named", "elsewhere.lan"] {
         let problems = run(addr).unwrap_err();
         assert!(
-            problems[0].message.contains("internalAddress (the node IP) must be set"),
+            problems[0]
+                .message
+                .contains("internalAddress (the node IP) must be set"),
             "{problems:?}"
         );
     }

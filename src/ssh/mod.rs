@@ -1082,10 +1082,16 @@ mod tests {
         for secret in ["S0VZU0VDUkVU", "secretsecret", "MoreSecretLine"] {
             assert!(!written.contains(secret), "{secret} leaked:\n{written}");
         }
-        assert_eq!(written.matches("client-certificate-data: Q0VSVA==").count(), 5);
+        assert_eq!(
+            written.matches("client-certificate-data: Q0VSVA==").count(),
+            5
+        );
         assert_eq!(written.matches("done\n").count(), 5);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
