@@ -6,28 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+mod common;
+use common::{lab_script, net, root, text};
+
 static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The namespaced tier's script; KUBESTRAP_LAB_SCRIPT runs the tests against another lab
-/// instance (own bridge and subnet).
-fn namespaced_script() -> PathBuf {
-    std::env::var_os("KUBESTRAP_LAB_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("scripts/lab"))
-}
 
 fn run_lab(script: &Path, args: &[&str]) -> Output {
     Command::new(script)
@@ -46,7 +28,7 @@ struct Lab {
 
 impl Lab {
     fn up(n: usize) -> Lab {
-        Self::up_with(namespaced_script(), n)
+        Self::up_with(lab_script(), n)
     }
 
     fn up_with(script: PathBuf, n: usize) -> Lab {
@@ -105,19 +87,6 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.lab(&["down"]);
     }
-}
-
-/// The lab subnet's first three octets: 10.(77+I).0 for KUBESTRAP_LAB_INSTANCE=I (scripts/lab's rule),
-/// unless KUBESTRAP_LAB_NET says otherwise.
-fn net() -> String {
-    if let Ok(n) = std::env::var("KUBESTRAP_LAB_NET") {
-        return n;
-    }
-    let inst: u32 = std::env::var("KUBESTRAP_LAB_INSTANCE")
-        .ok()
-        .and_then(|i| i.parse().ok())
-        .unwrap_or(0);
-    format!("10.{}.0", 77 + inst)
 }
 
 fn shell_quote(s: &str) -> String {
@@ -542,7 +511,7 @@ fn preflight_problems_are_reported_together_and_change_nothing() {
 #[ignore = "needs root, qemu and the VM lab: run by scripts/test"]
 fn vm_tier_one_plus_two_real_systemd_swap_containerd() {
     // The image tarball comes from the namespaced tier's tool; the VMs get it through kubestrap.
-    let o = run_lab(&namespaced_script(), &["images", "1.31.2"]);
+    let o = run_lab(&lab_script(), &["images", "1.31.2"]);
     assert!(o.status.success(), "lab images:\n{}", text(&o));
     let vms = Lab::up_with(root().join("scripts/lab-vms"), 3);
     let inv = vms.inventory(&["--version", "1.31.2", "--preload"]);

@@ -11,29 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod common;
+use common::{lab_script, net, text};
+
 static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn lab_script() -> PathBuf {
-    std::env::var_os("KUBESTRAP_LAB_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("scripts/lab"))
-}
-
-/// The lab subnet's first three octets (scripts/lab's rule: 10.(77+I).0 for instance I).
-fn net() -> String {
-    if let Ok(n) = std::env::var("KUBESTRAP_LAB_NET") {
-        return n;
-    }
-    let inst: u32 = std::env::var("KUBESTRAP_LAB_INSTANCE")
-        .ok()
-        .and_then(|i| i.parse().ok())
-        .unwrap_or(0);
-    format!("10.{}.0", 77 + inst)
-}
 
 fn addr(k: usize) -> String {
     format!("{}.{}", net(), 10 + k)
@@ -82,15 +63,6 @@ impl Run {
             );
         }
     }
-}
-
-fn out_text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Run kubestrap to the end; `on_line` sees every stderr (progress) line as it comes.
@@ -145,7 +117,7 @@ impl Lab {
     fn up(n: usize) -> Lab {
         let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let o = run_lab(&["up", &n.to_string()]);
-        assert!(o.status.success(), "lab up {n}:\n{}", out_text(&o));
+        assert!(o.status.success(), "lab up {n}:\n{}", text(&o));
         Lab {
             _guard: guard,
             dir: tempfile::tempdir().unwrap(),
@@ -154,7 +126,7 @@ impl Lab {
 
     fn ok(&self, args: &[&str]) -> String {
         let o = run_lab(args);
-        assert!(o.status.success(), "lab {args:?}:\n{}", out_text(&o));
+        assert!(o.status.success(), "lab {args:?}:\n{}", text(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -490,7 +462,7 @@ fn fault_matrix_then_converge() {
         .arg(&kh)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", out_text(&o));
+    assert!(o.status.success(), "{}", text(&o));
     let key = lab.exec(7, "cat /etc/ssh/ssh_host_ed25519_key.pub");
     let key: Vec<&str> = key.split_whitespace().take(2).collect();
     let mut khs = std::fs::read_to_string(&kh).unwrap();

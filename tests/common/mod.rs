@@ -1,0 +1,39 @@
+//! Helpers shared by the lab test binaries (e2e, faults). Each binary uses only some of them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The namespaced tier's script; KUBESTRAP_LAB_SCRIPT runs the tests against another lab's copy.
+pub fn lab_script() -> PathBuf {
+    std::env::var_os("KUBESTRAP_LAB_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("scripts/lab"))
+}
+
+/// The lab subnet's first three octets: 10.(77+I).0 for KUBESTRAP_LAB_INSTANCE=I (scripts/lab's
+/// rule), unless KUBESTRAP_LAB_NET says otherwise.
+pub fn net() -> String {
+    if let Ok(n) = std::env::var("KUBESTRAP_LAB_NET") {
+        return n;
+    }
+    let inst: u32 = std::env::var("KUBESTRAP_LAB_INSTANCE")
+        .ok()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0);
+    format!("10.{}.0", 77 + inst)
+}
+
+/// A finished command's exit code and both outputs, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
