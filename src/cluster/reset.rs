@@ -69,46 +69,42 @@ pub async fn api(run: &Run) -> Option<Api> {
     }
 }
 
-/// `kubectl drain` then `kubectl delete node` on the control plane.
+/// `kubectl drain` then `kubectl delete node` on the control plane, in one round trip (exit 3
+/// says the drain failed, 4 the delete).
 async fn remove_node(p: &Plan, api: &Api, node: &str) -> Result<Vec<String>, StepError> {
     if !api.nodes.iter().any(|n| n == node) {
         return Ok(vec![]);
     }
     let q = ssh::shell_quote(node);
-    let drain = format!(
-        "{KUBECTL} drain {q} --ignore-daemonsets --delete-emptydir-data --force --timeout={}s",
+    let script = format!(
+        "{KUBECTL} drain {q} --ignore-daemonsets --delete-emptydir-data --force --timeout={}s || exit 3\n\
+         {KUBECTL} delete node {q} || exit 4\n",
         p.timeouts.command.as_secs().max(10)
     );
     let out = api
         .sess
         .script(
             "drain",
-            &drain,
-            p.timeouts.command + std::time::Duration::from_secs(15),
+            &script,
+            p.timeouts.command * 2 + std::time::Duration::from_secs(15),
         )
         .await
         .map_err(|e| StepError::from_ssh("drain", e))?;
-    if !out.ok() {
-        return Err(StepError::new(
-            "drain",
-            format!("kubectl drain {node} failed: {}", out.last_line()),
-        )
-        .hint("look at the pods on the node (`kubectl get pods -A -o wide`), or reset the whole cluster"));
-    }
-    let out = api
-        .sess
-        .script(
-            "delete node",
-            &format!("{KUBECTL} delete node {q}"),
-            p.timeouts.command,
-        )
-        .await
-        .map_err(|e| StepError::from_ssh("delete node", e))?;
-    if !out.ok() {
-        return Err(StepError::new(
-            "delete node",
-            format!("kubectl delete node {node} failed: {}", out.last_line()),
-        ));
+    match out.code {
+        Some(0) => {}
+        Some(4) => {
+            return Err(StepError::new(
+                "delete node",
+                format!("kubectl delete node {node} failed: {}", out.last_line()),
+            ))
+        }
+        _ => {
+            return Err(StepError::new(
+                "drain",
+                format!("kubectl drain {node} failed: {}", out.last_line()),
+            )
+            .hint("look at the pods on the node (`kubectl get pods -A -o wide`), or reset the whole cluster"))
+        }
     }
     Ok(vec![format!("drained and deleted node {node}")])
 }
