@@ -123,7 +123,7 @@ async fn up(c: Common) -> i32 {
     };
     cluster::watch_ctrl_c(run.progress.clone());
     cluster::connect::run(&mut run).await;
-    preflight::gather(&mut run).await;
+    preflight::gather(&mut run, true).await;
     if cluster::interrupted() {
         return stop_interrupted(&mut run).await;
     }
@@ -330,7 +330,7 @@ async fn check(c: Common) -> i32 {
         Err(code) => return code,
     };
     cluster::connect::run(&mut run).await;
-    preflight::gather(&mut run).await;
+    preflight::gather(&mut run, false).await;
     let findings = preflight::check(&run);
     preflight::apply(&mut run, &findings);
     for h in run.hosts.iter_mut() {

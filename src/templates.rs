@@ -51,6 +51,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/scripts/cp-state.sh.j2"),
     ),
     (
+        "scripts/fastcheck.sh.j2",
+        include_str!("../templates/scripts/fastcheck.sh.j2"),
+    ),
+    (
         "scripts/reset.sh.j2",
         include_str!("../templates/scripts/reset.sh.j2"),
     ),
@@ -97,4 +101,33 @@ pub fn render(name: &str, ctx: Value) -> anyhow::Result<String> {
 pub fn script(name: &str, ctx: Value) -> anyhow::Result<String> {
     let lib = TEMPLATES[0].1;
     Ok(format!("{lib}\n{}", render(name, ctx)?))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A template file that is not in TEMPLATES fails only when a host's script includes it.
+    #[test]
+    fn every_template_file_is_embedded() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files = Vec::new();
+        walk(&root, &mut files);
+        assert!(files.len() > 10, "{files:?}");
+        for f in files {
+            let rel = f[root.to_string_lossy().len() + 1..].replace('\\', "/");
+            assert!(
+                super::TEMPLATES.iter().any(|(name, _)| *name == rel),
+                "templates/{rel} is not embedded in src/templates.rs"
+            );
+        }
+    }
 }

@@ -39,37 +39,66 @@ pub struct Finding {
     pub message: String,
 }
 
-pub async fn gather(run: &mut Run) {
-    let images: Vec<minijinja::Value> = run
-        .plan
+/// Read every host's facts. With `fast` (on `up`), each host also answers whether anything the
+/// prepare script checks has changed since its last successful run (`prepare_unchanged`, see
+/// templates/scripts/fastcheck.sh.j2), and an unchanged control plane adds the cluster state that
+/// its prepare script would have read: a converged host then costs this one round trip.
+pub async fn gather(run: &mut Run, fast: bool) {
+    let p = &run.plan;
+    let images: Vec<minijinja::Value> = p
         .preload
         .iter()
-        .map(|i| context! { path => i.remote.clone() })
+        .map(|i| context! { path => i.remote.clone(), sha256 => i.sha256.clone() })
         .collect();
-    let script = match crate::templates::script("scripts/facts.sh.j2", context! { images }) {
-        Ok(s) => s,
-        Err(e) => {
-            run.progress.say(&format!("internal error: {e}"));
-            return;
-        }
-    };
+    let scripts: Vec<Result<String, String>> = run
+        .hosts
+        .iter()
+        .map(|h| {
+            let cp = h.node.role == Role::ControlPlane;
+            let script = crate::templates::script(
+                "scripts/facts.sh.j2",
+                context! {
+                    images => images.clone(),
+                    fast => fast,
+                    runtime => p.runtime.as_str(),
+                    cp_state => cp,
+                    admin_sha256 => if fast && cp { super::prepare::kubeconfig_source_sha(p) } else { String::new() },
+                    cni_manifest => super::network::CNI_MANIFEST,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            if !fast {
+                return Ok(script);
+            }
+            let sum = super::prepare::input_sha(p, &h.node).map_err(|e| e.to_string())?;
+            Ok(super::prepare::set_input_sha(&script, &sum))
+        })
+        .collect();
     let timeout = run.plan.timeouts.command;
-    let facts: std::sync::Mutex<HashMap<usize, Facts>> = Default::default();
+    let facts: std::sync::Mutex<HashMap<usize, (Facts, String)>> = Default::default();
     run.each(
         "preflight",
         |_| true,
         |i, _node, sess| {
-            let script = script.clone();
+            let script = scripts[i].clone();
             let facts = &facts;
             async move {
+                let script = script.map_err(|e| StepError::new("preflight", e))?;
                 let (_, stdout) = run_script(&sess, "preflight", &script, timeout).await?;
-                facts.lock().unwrap().insert(i, Facts::parse(&stdout));
+                facts
+                    .lock()
+                    .unwrap()
+                    .insert(i, (Facts::parse(&stdout), stdout));
                 Ok(vec![])
             }
         },
     )
     .await;
-    for (i, f) in facts.into_inner().unwrap() {
+    let cp = run.control_plane_index();
+    for (i, (f, stdout)) in facts.into_inner().unwrap() {
+        if fast && i == cp && f.yes("prepare_unchanged") {
+            run.cp_state = Some(super::prepare::CpState::parse(&stdout));
+        }
         run.hosts[i].facts = f;
     }
 }

@@ -320,7 +320,35 @@ async fn distribute(run: &mut Run, lifetime: Duration) -> (Vec<Vec<Fetch>>, Vec<
 }
 
 /// The whole prepare script for one host.
+///
+/// Its stamp input is the sha256 of the script without the parts that differ from run to run
+/// without changing what the sections do (the one-time image URLs, the control plane's read of
+/// the cluster state), so the first re-run after a fresh build can already take the fast path.
 pub fn render(
+    p: &Plan,
+    node: &Node,
+    fetch: &[(Option<String>, String)],
+    cp_state: bool,
+) -> anyhow::Result<String> {
+    let sum = input_sha(p, node)?;
+    Ok(set_input_sha(&render_with(p, node, fetch, cp_state)?, &sum))
+}
+
+/// The stamp input of `node`'s prepare script (see `render`).
+pub fn input_sha(p: &Plan, node: &Node) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let core = render_with(p, node, &[], false)?;
+    Ok(hex::encode(Sha256::digest(core.as_bytes())))
+}
+
+pub fn set_input_sha(script: &str, sum: &str) -> String {
+    script.replace(INPUT_SHA_PLACEHOLDER, sum)
+}
+
+/// The placeholder in prepare.sh.j2 for the stamp input (see `render`).
+const INPUT_SHA_PLACEHOLDER: &str = "__KUBESTRAP_SCRIPT_SHA256__";
+
+fn render_with(
     p: &Plan,
     node: &Node,
     fetch: &[(Option<String>, String)],
@@ -393,7 +421,7 @@ pub async fn run(run: &mut Run) {
         let reports = reports.clone();
         run.each(
             "prepare",
-            |_| true,
+            |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
                 let (scripts, reports) = (scripts.clone(), reports.clone());
                 async move {
@@ -460,7 +488,10 @@ pub async fn run(run: &mut Run) {
 
     let mut reports = std::mem::take(&mut *reports.lock().unwrap());
     let cp = run.control_plane_index();
-    run.cp_state = reports.get_mut(&cp).and_then(|r| r.cp_state.take());
+    // An unchanged control plane did not run prepare: its state came with the facts.
+    if !run.hosts[cp].facts.yes("prepare_unchanged") {
+        run.cp_state = reports.get_mut(&cp).and_then(|r| r.cp_state.take());
+    }
 
     // Peers whose fetch failed: upload from the console, then import.
     for k in 0..p.preload.len() {
