@@ -326,17 +326,17 @@ fn containerd_one_plus_three_then_noop() {
         "second up changed something: {summary}"
     );
     assert_eq!(summary["ok"], true);
-    // What the no-op cost the console: one handshake per host, facts + one prepare round trip
-    // per host (the control plane's cluster query rides along), no image bytes.
+    // What the no-op cost the console: one handshake and one round trip per host (the facts,
+    // the prepare stamp check and, on the control plane, the cluster query), no image bytes.
     let stats = &summary["stats"];
     assert_eq!(stats["hosts"], 4, "{stats}");
     assert_eq!(stats["handshakes"], 4, "{stats}");
-    assert_eq!(stats["round_trips"], 8, "{stats}");
+    assert_eq!(stats["round_trips"], 4, "{stats}");
     assert_eq!(stats["image_bytes_sent"], 0, "{stats}");
     assert!(stats["cpu_ms"].as_u64().unwrap() > 0 && stats["peak_rss_kb"].as_u64().unwrap() > 0);
     for h in summary["hosts"].as_array().unwrap() {
         assert_eq!(h["handshakes"], 1, "{h}");
-        assert_eq!(h["round_trips"], 2, "{h}");
+        assert_eq!(h["round_trips"], 1, "{h}");
     }
     // The first run sent the image bundle over the console's uplink once (the workers fetched
     // it from a host that had it).
@@ -372,6 +372,46 @@ fn containerd_one_plus_three_then_noop() {
         );
     }
     assert_no_secret(&lab, &inv, &[&first, &second]);
+
+    // Drift behind kubestrap's back is seen by the fast path and repaired on that host only.
+    lab.sh(2, "apt-mark unhold kubelet >/dev/null");
+    lab.sh(3, "sysctl -q -w net.ipv4.ip_forward=0");
+    lab.sh(4, "echo 'debug: true' | tee -a /etc/crictl.yaml >/dev/null");
+    let third = up(&inv, &["--output", "json"]);
+    assert_eq!(third.status.code(), Some(0), "third up:\n{}", text(&third));
+    let summary: serde_json::Value = String::from_utf8_lossy(&third.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("summary event");
+    let changes = |name: &str| -> (String, u64) {
+        let h = summary["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .unwrap_or_else(|| panic!("{name} in {summary}"));
+        (h["changes"].to_string(), h["round_trips"].as_u64().unwrap())
+    };
+    // cp1 was not touched: no changes, no prepare (the network check runs since others changed).
+    assert_eq!(changes("cp1").0, "[]", "{summary}");
+    assert_eq!(
+        summary["stats"]["round_trips_by_step"]["prepare"], 3,
+        "{summary}"
+    );
+    let (c, rt) = changes("w1");
+    assert!(c.contains("held kubelet") && rt == 2, "w1: {c} {rt}");
+    let (c, rt) = changes("w2");
+    assert!(
+        c.contains("sysctl net.ipv4.ip_forward=1") && rt == 2,
+        "w2: {c} {rt}"
+    );
+    let (c, rt) = changes("w3");
+    assert!(c.contains("/etc/crictl.yaml") && rt == 2, "w3: {c} {rt}");
+    assert_eq!(lab.sh(3, "cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert!(!lab.sh(4, "cat /etc/crictl.yaml").contains("debug"));
+    assert!(lab.sh(2, "apt-mark showhold").contains("kubelet"));
+    assert_noop_rerun(&inv);
 
     // The other commands against the same cluster.
     let check = kubestrap(&["check", "-i", inv.to_str().unwrap()]);

@@ -139,6 +139,15 @@ fn prep_scripts_render_and_pass_sh_syntax_check() {
             context! { images => vec![context!{ path => "/var/cache/kubestrap/images/a.tar" }] },
         ),
         (
+            "scripts/facts.sh.j2",
+            context! { images => vec![context!{ path => "/var/cache/kubestrap/images/a.tar", sha256 => "00" }],
+            fast => true, runtime => "containerd", cp_state => true, admin_sha256 => "", cni_manifest => "/etc/kubestrap/cni.yaml" },
+        ),
+        (
+            "scripts/facts.sh.j2",
+            context! { images => Vec::<String>::new(), fast => true, runtime => "docker", cp_state => false },
+        ),
+        (
             "scripts/system.sh.j2",
             context! { host => context!{ name => "cp1" }, hosts => vec![context!{ name => "cp1", internal_address => "192.168.56.10" }] },
         ),
@@ -242,8 +251,8 @@ fn prepare_script_for_a_worker_fetching_from_a_peer() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
     assert!(s.contains("curl -fsS --max-time"));
     assert!(
-        s.contains("[ \"$needimage0\" = 1 ] || ("),
-        "a failed fetch skips the import"
+        s.contains("if [ \"$needimage0\" = 1 ]; then ks_record=0; else ("),
+        "a failed fetch skips the import and records no stamp"
     );
     assert!(
         !s.contains("STEP state"),
@@ -294,4 +303,44 @@ fn cp_state_parses_blocks_and_facts() {
     );
     let none = prepare::CpState::parse("STEP state\nFACT cni_sha256=\n");
     assert!(none.nodes.is_none() && none.ca_crt.is_none());
+}
+
+/// The prepare stamp's input: the same for a host whatever this run's one-time parts (image URLs,
+/// the control plane's cluster read), different per host and whenever an input changes; the
+/// facts script (`up`) checks the stamp against the very same value.
+#[test]
+fn prepare_stamp_input_follows_the_inputs_only() {
+    let (p, _d) = preload_plan("containerd");
+    let w1 = p.nodes.iter().find(|n| n.name == "w1").unwrap();
+    let cp = p.control_plane();
+    let sum = prepare::input_sha(&p, w1).unwrap();
+    assert_eq!(sum.len(), 64);
+    let url = "http://192.168.56.10:40000/0123456789abcdef0123456789abcdef".to_string();
+    for s in [
+        prepare::render(&p, w1, &[(Some(url), "cp1".into())], false).unwrap(),
+        prepare::render(&p, w1, &[(None, String::new())], false).unwrap(),
+    ] {
+        assert!(s.contains(&format!("KS_INPUT={sum}\n")), "{s}");
+        assert!(!s.contains("__KUBESTRAP_SCRIPT_SHA256__"));
+    }
+    assert_ne!(sum, prepare::input_sha(&p, cp).unwrap(), "per host");
+    let (p2, _d2) = preload_plan("docker");
+    let w1b = p2.nodes.iter().find(|n| n.name == "w1").unwrap();
+    assert_ne!(
+        sum,
+        prepare::input_sha(&p2, w1b).unwrap(),
+        "runtime is an input"
+    );
+    let mut p3 = p.clone();
+    p3.version = "1.31.3".into();
+    assert_ne!(
+        sum,
+        prepare::input_sha(&p3, w1).unwrap(),
+        "version is an input"
+    );
+    // The prepare script writes the stamp only after every section succeeded.
+    let s = prepare::render(&p, w1, &[(None, String::new())], false).unwrap();
+    let record = s.find("> \"$KS_STAMP\"").expect("stamp written");
+    assert!(s.rfind("STEP images").unwrap() < record);
+    assert!(s.find("if ks_unchanged; then").unwrap() < s.find("STEP system").unwrap());
 }
