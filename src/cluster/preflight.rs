@@ -75,29 +75,32 @@ pub async fn gather(run: &mut Run, fast: bool) {
         })
         .collect();
     let timeout = run.plan.timeouts.command;
-    let facts: std::sync::Mutex<HashMap<usize, (Facts, String)>> = Default::default();
+    // The control plane's output is kept: it may carry the cluster state.
+    let facts: std::sync::Mutex<HashMap<usize, (Facts, Option<String>)>> = Default::default();
     run.each(
         "preflight",
         |_| true,
-        |i, _node, sess| {
+        |i, node, sess| {
             let script = scripts[i].clone();
             let facts = &facts;
             async move {
                 let script = script.map_err(|e| StepError::new("preflight", e))?;
                 let (_, stdout) = run_script(&sess, "preflight", &script, timeout).await?;
-                facts
-                    .lock()
-                    .unwrap()
-                    .insert(i, (Facts::parse(&stdout), stdout));
+                facts.lock().unwrap().insert(
+                    i,
+                    (
+                        Facts::parse(&stdout),
+                        (node.role == Role::ControlPlane).then_some(stdout),
+                    ),
+                );
                 Ok(vec![])
             }
         },
     )
     .await;
-    let cp = run.control_plane_index();
     for (i, (f, stdout)) in facts.into_inner().unwrap() {
-        if fast && i == cp && f.yes("prepare_unchanged") {
-            run.cp_state = Some(super::prepare::CpState::parse(&stdout));
+        if let Some(out) = stdout.filter(|_| fast && f.yes("prepare_unchanged")) {
+            run.cp_state = Some(super::prepare::CpState::parse(&out));
         }
         run.hosts[i].facts = f;
     }
