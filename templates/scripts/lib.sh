@@ -27,7 +27,7 @@ sha256_of() {
   [ -f "$1" ] || return 0
   _st=$(stat -c '%s %Y %Z %i' "$1")
   if [ -f "$1.sha256" ]; then
-    _r=$(cat "$1.sha256"); if [ "${_r% *}" = "$_st" ]; then echo "${_r##* }"; return 0; fi
+    _r=""; read -r _r < "$1.sha256"; if [ "${_r% *}" = "$_st" ]; then echo "${_r##* }"; return 0; fi
   fi
   _s=$(sha256sum "$1" | cut -d' ' -f1)
   if [ "${2:-}" = record ]; then echo "$_st $_s" > "$1.sha256"; fi
