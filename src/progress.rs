@@ -58,6 +58,14 @@ impl Progress {
         p
     }
 
+    /// Run `f` with the live display cleared and its redraws held (a terminal prompt).
+    pub fn suspend(&self, f: &mut dyn FnMut()) {
+        match &self.multi {
+            Some(m) => m.suspend(f),
+            None => f(),
+        }
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }

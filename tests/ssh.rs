@@ -377,6 +377,67 @@ fn policy_off_connects_and_warns() {
     assert!(!kh.exists());
 }
 
+/// Image bundles are streamed from the file (never read whole into memory) and the step's time
+/// limit covers the transfer: a remote command that stops reading cannot hang the upload.
+#[test]
+fn a_file_is_streamed_intact_and_a_stalled_transfer_times_out() {
+    use sha2::{Digest, Sha256};
+    let f = fixture();
+    let sshd = Sshd::start(&[&f.key], "");
+    let kh = f.dir.path().join("known_hosts");
+    // 48 MiB that no compression or dedup could fake: a counter run through sha256.
+    let big = f.dir.path().join("bundle.tar");
+    let mut data = Vec::with_capacity(48 << 20);
+    let mut i = 0u64;
+    while data.len() < 48 << 20 {
+        data.extend_from_slice(&Sha256::digest(i.to_le_bytes()));
+        i += 1;
+    }
+    std::fs::write(&big, &data).unwrap();
+    let want = hex::encode(Sha256::digest(&data));
+    drop(data);
+    let t = target(sshd.port, &kh, HostKeyPolicy::Off, Some(&f.key));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let log = Arc::new(HostLog::open(None, Redactor::new()));
+    rt.block_on(async {
+        let s = Session::connect(t, &no_agent(), ssh::client_config(), log)
+            .await
+            .unwrap();
+        let dest = f.dir.path().join("copy.tar");
+        let file = tokio::fs::File::open(&big).await.unwrap();
+        let out = s
+            .root_with_file(
+                &format!("cat > {}; sha256sum < {}", dest.display(), dest.display()),
+                file,
+                48 << 20,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert!(out.ok(), "{out:?}");
+        assert_eq!(out.stdout.split_whitespace().next(), Some(want.as_str()));
+
+        // The remote side never reads: sshd's window, the pipe and the socket buffers fill up
+        // (a few MB) and the rest of the 48 MiB cannot be sent.
+        let file = tokio::fs::File::open(&big).await.unwrap();
+        let started = std::time::Instant::now();
+        // (the outer limit turns a regression into a failure instead of a hung test run)
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            s.root_with_file("sleep 15", file, 48 << 20, Duration::from_secs(3)),
+        )
+        .await
+        .expect("the upload hung past its own 3 s limit");
+        let took = started.elapsed();
+        assert!(
+            matches!(r, Err(SshError::Timeout { secs: 3, .. })),
+            "expected a timeout, got {r:?}"
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        s.close().await;
+    });
+}
+
 fn inventory_host(dir: &Path, address: &str, ssh: &str) -> kubestrap::inventory::Host {
     let file = dir.join("inventory.yaml");
     let text = format!(
@@ -840,6 +901,18 @@ fn lab_encrypted_key_passphrase_is_asked_once_on_a_terminal_for_all_hosts() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{out}");
     assert_eq!(out.matches("Enter passphrase for key").count(), 1, "{out}");
+    // The spinners are paused while the prompt waits (3 s here; they tick every 120 ms): nothing
+    // is drawn after the prompt until the typed line's newline.
+    let after = out.split("Enter passphrase for key").nth(1).unwrap();
+    let waiting = after[after.find("': ").unwrap() + 3..]
+        .split('\n')
+        .next()
+        .unwrap();
+    assert!(
+        !waiting.contains('\u{1b}')
+            && !waiting.contains(['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']),
+        "the progress display drew over the passphrase prompt: {waiting:?}"
+    );
     assert!(out.contains("cp1: ops") && out.contains("w1: ops"), "{out}");
     assert!(
         !out.contains("tty phrase"),

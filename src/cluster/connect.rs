@@ -8,7 +8,8 @@ use super::{Outcome, Run, StepError};
 use crate::ssh::{self, HostLog, KeyCache, Session, SshError};
 
 pub async fn run(run: &mut Run) {
-    let keys = Arc::new(KeyCache::default());
+    let progress = run.progress.clone();
+    let keys = Arc::new(KeyCache::default().with_pause(move |f| progress.suspend(f)));
     let config = ssh::client_config();
     let jobs: Vec<_> = run
         .hosts

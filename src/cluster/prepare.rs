@@ -113,7 +113,7 @@ fn url_host(addr: &str) -> String {
 
 /// Upload bundle `img` to one host, checking its sha256 there before it replaces the old file
 /// and recording the stamp the facts read.
-async fn upload(p: &Plan, sess: &Session, img: &Preload, data: &[u8]) -> Result<(), StepError> {
+async fn upload(p: &Plan, sess: &Session, img: &Preload) -> Result<(), StepError> {
     let q = shell_quote(&img.remote);
     let sum = &img.sha256;
     let cmd = format!(
@@ -126,28 +126,22 @@ async fn upload(p: &Plan, sess: &Session, img: &Preload, data: &[u8]) -> Result<
         "# upload {} ({} bytes, sha256 {sum})\n",
         img.remote, img.size
     ));
+    let file = tokio::fs::File::open(&img.local).await.map_err(|e| {
+        StepError::new(
+            "images",
+            format!("cannot read {}: {e}", img.local.display()),
+        )
+    })?;
     let out = sess
-        .root_with_stdin(&cmd, data, p.timeouts.images)
+        .root_with_file(&cmd, file, img.size, p.timeouts.images)
         .await
         .map_err(|e| StepError::from_ssh("images", e))?;
-    crate::stats::image_bytes(&sess.target.host_name, data.len() as u64);
+    crate::stats::image_bytes(&sess.target.host_name, img.size);
     if !out.ok() {
         return Err(script_error("images", &out)
             .hint("check free space in /var/cache/kubestrap on the host and run again"));
     }
     Ok(())
-}
-
-async fn read_bundle(img: &Preload) -> Result<Arc<Vec<u8>>, StepError> {
-    tokio::fs::read(&img.local)
-        .await
-        .map(Arc::new)
-        .map_err(|e| {
-            StepError::new(
-                "images",
-                format!("cannot read {}: {e}", img.local.display()),
-            )
-        })
 }
 
 /// Upload bundle `k` from the console to the hosts `targets` (bounded by --concurrency).
@@ -156,31 +150,21 @@ async fn upload_to(run: &mut Run, k: usize, targets: &[usize]) {
         return;
     }
     let img = run.plan.preload[k].clone();
-    let data = match read_bundle(&img).await {
-        Ok(d) => d,
-        Err(e) => {
-            for &i in targets {
-                run.fail(i, e.clone());
-            }
-            return;
-        }
-    };
     let p = Arc::new(run.plan.clone());
     let names: Vec<String> = targets
         .iter()
         .map(|&i| run.hosts[i].node.name.clone())
         .collect();
-    // The uplink is the bottleneck and each upload holds copies of the bundle in memory: a few
-    // at a time.
+    // The uplink is the bottleneck: a few at a time (each streams the file, none holds it).
     let concurrency = run.concurrency;
     run.concurrency = concurrency.min(UPLOADS_AT_ONCE);
     run.each(
         "images",
         move |h| names.contains(&h.node.name),
         move |_, _node, sess| {
-            let (p, img, data) = (p.clone(), img.clone(), data.clone());
+            let (p, img) = (p.clone(), img.clone());
             async move {
-                upload(&p, &sess, &img, &data).await?;
+                upload(&p, &sess, &img).await?;
                 Ok(vec![format!(
                     "uploaded {} ({} bytes) from the console",
                     img.remote, img.size

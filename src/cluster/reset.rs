@@ -33,9 +33,10 @@ pub async fn api(run: &Run) -> Option<Api> {
                 Some(&run.log_dir.join(format!("{}.log", cp.name))),
                 run.redactor.clone(),
             ));
+            let progress = run.progress.clone();
             match Session::connect(
                 cp.target.clone(),
-                &KeyCache::default(),
+                &KeyCache::default().with_pause(move |f| progress.suspend(f)),
                 ssh::client_config(),
                 log,
             )

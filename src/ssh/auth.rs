@@ -16,7 +16,12 @@ pub struct KeyCache {
     interactive: bool,
     /// ssh-agent's socket (`SSH_AUTH_SOCK`).
     agent_socket: Option<PathBuf>,
+    /// Runs the terminal prompt with the live progress display paused (see `with_pause`).
+    pause: Option<Pause>,
 }
+
+/// Calls the function it is given with the terminal to itself.
+type Pause = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 
 impl Default for KeyCache {
     /// Agent from `SSH_AUTH_SOCK`; passphrases asked on the terminal when there is one.
@@ -36,7 +41,15 @@ impl KeyCache {
             keys: Mutex::new(HashMap::new()),
             interactive,
             agent_socket,
+            pause: None,
         }
+    }
+
+    /// Ask passphrases through `pause`, which runs the prompt with the spinners stopped and
+    /// cleared, so they neither redraw over the prompt nor move it.
+    pub fn with_pause(mut self, pause: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static) -> Self {
+        self.pause = Some(Arc::new(pause));
+        self
     }
 
     /// A connection to ssh-agent, when one is configured and answers.
@@ -111,21 +124,32 @@ impl KeyCache {
                  or add the key to ssh-agent (`ssh-add {shown}`)"
             ));
         }
-        for attempt in 1..=3 {
-            let pass =
-                read_secret(&format!("Enter passphrase for key '{shown}': ")).map_err(|e| {
-                    format!("cannot read the passphrase for {shown} from the terminal: {e}")
-                })?;
-            match keys::load_secret_key(path, Some(&pass)) {
-                Ok(k) => return Ok(k),
-                Err(_) if attempt < 3 => {
-                    let _ = write_tty("Wrong passphrase, try again.\n");
-                }
-                Err(_) => {}
-            }
+        let mut result = None;
+        let mut ask = || result = Some(ask_passphrase(path));
+        match &self.pause {
+            Some(pause) => pause(&mut ask),
+            None => ask(),
         }
-        Err(format!("wrong passphrase for {shown} (3 attempts)"))
+        result.unwrap_or_else(|| Err(format!("no passphrase was read for {shown}")))
     }
+}
+
+/// Up to three tries at the terminal.
+fn ask_passphrase(path: &Path) -> Result<PrivateKey, String> {
+    let shown = path.display();
+    for attempt in 1..=3 {
+        let pass = read_secret(&format!("Enter passphrase for key '{shown}': ")).map_err(|e| {
+            format!("cannot read the passphrase for {shown} from the terminal: {e}")
+        })?;
+        match keys::load_secret_key(path, Some(&pass)) {
+            Ok(k) => return Ok(k),
+            Err(_) if attempt < 3 => {
+                let _ = write_tty("Wrong passphrase, try again.\n");
+            }
+            Err(_) => {}
+        }
+    }
+    Err(format!("wrong passphrase for {shown} (3 attempts)"))
 }
 
 fn write_tty(s: &str) -> std::io::Result<()> {

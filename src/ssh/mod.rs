@@ -832,6 +832,28 @@ async fn authenticate(
     })
 }
 
+/// What a remote command reads on its standard input.
+enum Input<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// `prefix` (the sudo password line, or nothing), then the file's bytes.
+    File {
+        prefix: Vec<u8>,
+        file: tokio::fs::File,
+        len: u64,
+    },
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::None => 0,
+            Input::Bytes(b) => b.len(),
+            Input::File { prefix, len, .. } => prefix.len() + *len as usize,
+        }
+    }
+}
+
 impl Session {
     /// Run `cmd` as the login user with optional stdin and a time limit.
     pub async fn exec_user(
@@ -868,6 +890,24 @@ impl Session {
         let full = format!("{}sh -c {}", self.sudo, shell_quote(cmd));
         let stdin = self.with_password(stdin);
         self.run(&full, Some(&stdin), timeout, cmd).await
+    }
+
+    /// Run a command as root with `file` (`len` bytes) streamed to its standard input (image
+    /// bundles: hundreds of MB, never held in memory). The time limit covers the transfer.
+    pub async fn root_with_file(
+        &self,
+        cmd: &str,
+        file: tokio::fs::File,
+        len: u64,
+        timeout: Duration,
+    ) -> Result<Output, SshError> {
+        let full = format!("{}sh -c {}", self.sudo, shell_quote(cmd));
+        let input = Input::File {
+            prefix: self.with_password(b""),
+            file,
+            len,
+        };
+        self.run_input(&full, input, timeout, cmd).await
     }
 
     /// With `sudo -S`, the password is the first line of standard input; sudo reads just that
@@ -920,8 +960,21 @@ impl Session {
         timeout: Duration,
         label: &str,
     ) -> Result<Output, SshError> {
+        let input = stdin.map_or(Input::None, Input::Bytes);
+        self.run_input(cmd, input, timeout, label).await
+    }
+
+    /// One exec channel: send `input`, then collect the output and exit status, all within
+    /// `timeout` (a stalled upload times out like a stalled command).
+    async fn run_input(
+        &self,
+        cmd: &str,
+        input: Input<'_>,
+        timeout: Duration,
+        label: &str,
+    ) -> Result<Output, SshError> {
         let started = Instant::now();
-        crate::stats::round_trip(&self.target.host_name, stdin.map_or(0, <[u8]>::len));
+        crate::stats::round_trip(&self.target.host_name, input.len());
         self.log.write(&format!("$ {cmd}\n"));
         let mut channel = self
             .handle
@@ -932,19 +985,25 @@ impl Session {
             .exec(true, cmd)
             .await
             .map_err(|e| SshError::Lost(e.to_string()))?;
-        if let Some(data) = stdin {
-            channel
-                .data_bytes(data.to_vec())
-                .await
-                .map_err(|e| SshError::Lost(e.to_string()))?;
-        }
-        channel
-            .eof()
-            .await
-            .map_err(|e| SshError::Lost(e.to_string()))?;
 
         let mut out = Output::default();
         let collect = async {
+            let sent = match input {
+                Input::None => Ok(()),
+                Input::Bytes(data) => channel.data(data).await,
+                Input::File { prefix, file, .. } => {
+                    use tokio::io::AsyncReadExt;
+                    let reader = std::io::Cursor::new(prefix).chain(file);
+                    channel
+                        .data(tokio::io::BufReader::with_capacity(256 * 1024, reader))
+                        .await
+                }
+            };
+            sent.map_err(|e| SshError::Lost(format!("sending input: {e}")))?;
+            channel
+                .eof()
+                .await
+                .map_err(|e| SshError::Lost(e.to_string()))?;
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => {
@@ -964,9 +1023,13 @@ impl Session {
                     _ => {}
                 }
             }
+            Ok::<(), SshError>(())
         };
         let timed = tokio::time::timeout(timeout, collect).await;
         self.log.flush_output();
+        if let Ok(Err(e)) = timed {
+            return Err(e);
+        }
         if timed.is_err() {
             let _ = channel.close().await;
             let last = out.last_line();
