@@ -409,7 +409,6 @@ fn a_file_is_streamed_intact_and_a_stalled_transfer_times_out() {
             .root_with_file(
                 &format!("cat > {}; sha256sum < {}", dest.display(), dest.display()),
                 file,
-                48 << 20,
                 Duration::from_secs(60),
             )
             .await
@@ -424,7 +423,7 @@ fn a_file_is_streamed_intact_and_a_stalled_transfer_times_out() {
         // (the outer limit turns a regression into a failure instead of a hung test run)
         let r = tokio::time::timeout(
             Duration::from_secs(30),
-            s.root_with_file("sleep 15", file, 48 << 20, Duration::from_secs(3)),
+            s.root_with_file("sleep 15", file, Duration::from_secs(3)),
         )
         .await
         .expect("the upload hung past its own 3 s limit");

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 
 use super::{Outcome, Run, StepError};
-use crate::ssh::{self, HostLog, KeyCache, Session, SshError};
+use crate::ssh::{self, HostLog, Session, SshError};
 
 pub async fn run(run: &mut Run) {
-    let progress = run.progress.clone();
-    let keys = Arc::new(KeyCache::default().with_pause(move |f| progress.suspend(f)));
+    let keys = Arc::new(run.key_cache());
     let config = ssh::client_config();
     let jobs: Vec<_> = run
         .hosts

@@ -127,6 +127,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// Keys and ssh-agent for new sessions; a passphrase prompt pauses the live progress display.
+    pub fn key_cache(&self) -> crate::ssh::KeyCache {
+        let progress = self.progress.clone();
+        crate::ssh::KeyCache::default().with_pause(move |f| progress.suspend(f))
+    }
+
     /// Run `f` on every host for which `select` is true, at most `concurrency` at once. Each result
     /// is applied to its host: changes are recorded, an error marks the host failed at that step.
     pub async fn each<F, Fut, S>(&mut self, step: &str, select: S, f: F)

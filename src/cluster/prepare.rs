@@ -133,7 +133,7 @@ async fn upload(p: &Plan, sess: &Session, img: &Preload) -> Result<(), StepError
         )
     })?;
     let out = sess
-        .root_with_file(&cmd, file, img.size, p.timeouts.images)
+        .root_with_file(&cmd, file, p.timeouts.images)
         .await
         .map_err(|e| StepError::from_ssh("images", e))?;
     crate::stats::image_bytes(&sess.target.host_name, img.size);

@@ -11,7 +11,7 @@ use minijinja::context;
 use super::init::KUBECTL;
 use super::{run_script, Run, StepError};
 use crate::plan::{Plan, Role};
-use crate::ssh::{self, HostLog, KeyCache, Session};
+use crate::ssh::{self, HostLog, Session};
 
 /// The API of the cluster, reached through the control plane's admin.conf.
 pub struct Api {
@@ -33,10 +33,9 @@ pub async fn api(run: &Run) -> Option<Api> {
                 Some(&run.log_dir.join(format!("{}.log", cp.name))),
                 run.redactor.clone(),
             ));
-            let progress = run.progress.clone();
             match Session::connect(
                 cp.target.clone(),
-                &KeyCache::default().with_pause(move |f| progress.suspend(f)),
+                &run.key_cache(),
                 ssh::client_config(),
                 log,
             )

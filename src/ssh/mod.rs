@@ -887,27 +887,32 @@ impl Session {
         stdin: &[u8],
         timeout: Duration,
     ) -> Result<Output, SshError> {
-        let full = format!("{}sh -c {}", self.sudo, shell_quote(cmd));
         let stdin = self.with_password(stdin);
-        self.run(&full, Some(&stdin), timeout, cmd).await
+        self.run(&self.as_root(cmd), Some(&stdin), timeout, cmd)
+            .await
     }
 
-    /// Run a command as root with `file` (`len` bytes) streamed to its standard input (image
-    /// bundles: hundreds of MB, never held in memory). The time limit covers the transfer.
+    /// Run a command as root with `file` streamed to its standard input (image bundles: hundreds
+    /// of MB, never held in memory). The time limit covers the transfer.
     pub async fn root_with_file(
         &self,
         cmd: &str,
         file: tokio::fs::File,
-        len: u64,
         timeout: Duration,
     ) -> Result<Output, SshError> {
-        let full = format!("{}sh -c {}", self.sudo, shell_quote(cmd));
+        let len = file.metadata().await.map_or(0, |m| m.len());
         let input = Input::File {
             prefix: self.with_password(b""),
             file,
             len,
         };
-        self.run_input(&full, input, timeout, cmd).await
+        self.run_input(&self.as_root(cmd), input, timeout, cmd)
+            .await
+    }
+
+    /// `cmd` run by `sh -c` as root (through sudo unless logged in as root).
+    fn as_root(&self, cmd: &str) -> String {
+        format!("{}sh -c {}", self.sudo, shell_quote(cmd))
     }
 
     /// With `sudo -S`, the password is the first line of standard input; sudo reads just that

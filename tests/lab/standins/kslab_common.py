@@ -33,18 +33,9 @@ class _Lazy:
         return getattr(mod, attr)
 
 
-base64 = _Lazy("base64")
-datetime = _Lazy("datetime")
-hashlib = _Lazy("hashlib")
-hmac = _Lazy("hmac")
-json = _Lazy("json")
-secrets = _Lazy("secrets")
-shlex = _Lazy("shlex")
-shutil = _Lazy("shutil")
-signal = _Lazy("signal")
-socket = _Lazy("socket")
-subprocess = _Lazy("subprocess")
-tempfile = _Lazy("tempfile")
+(base64, datetime, hashlib, hmac, json, secrets, shlex, shutil, signal, socket, subprocess,
+ tempfile) = map(_Lazy, ("base64", "datetime", "hashlib", "hmac", "json", "secrets", "shlex", "shutil",
+                         "signal", "socket", "subprocess", "tempfile"))
 
 ROOT = os.environ.get("KSLAB_ROOT", "").rstrip("/")
 SHARE = "/usr/share/kubestrap-lab"
