@@ -71,7 +71,7 @@ impl Progress {
     }
 
     fn emit_json(&self, v: serde_json::Value) {
-        let line = self.redactor.redact(&v.to_string());
+        let line = self.redactor.redact_json(v).to_string();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
     }

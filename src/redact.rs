@@ -15,8 +15,9 @@ impl Redactor {
 
     /// Register a secret. A bootstrap token also registers its secret half on its own, since
     /// tools print `id.secret` and sometimes the secret alone.
+    /// Every non-empty secret counts, however short: a three-letter password is still a password.
     pub fn add(&self, secret: &str) {
-        if secret.len() < 6 {
+        if secret.is_empty() {
             return;
         }
         let mut s = self.secrets.write().unwrap();
@@ -42,6 +43,24 @@ impl Redactor {
             }
         }
         out
+    }
+}
+
+impl Redactor {
+    /// Scrub every string (keys too) of a JSON value before it is serialised: once serialised, a
+    /// secret holding `"`, `\\` or a control character is escaped and no longer matches.
+    pub fn redact_json(&self, v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(self.redact(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|x| self.redact_json(x)).collect()),
+            Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, x)| (self.redact(&k), self.redact_json(x)))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 }
 
@@ -97,6 +116,28 @@ mod tests {
         );
         assert!(out
             .contains("-----BEGIN RSA PRIVATE KEY----- <redacted> -----END RSA PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn short_secrets_are_redacted_too() {
+        let r = Redactor::new();
+        r.add("pw9");
+        assert_eq!(r.redact("sudo password pw9 refused"), "sudo password <redacted> refused");
+        r.add("");
+        assert_eq!(r.redact("nothing"), "nothing");
+    }
+
+    #[test]
+    fn json_values_are_redacted_before_serialising() {
+        // A password with JSON's escape characters leaks when the serialised text is scrubbed.
+        let r = Redactor::new();
+        r.add("a\"b\\c\nd");
+        let v = serde_json::json!({"detail": "sudo said a\"b\\c\nd", "list": ["x a\"b\\c\nd"],
+                                   "a\"b\\c\nd": 1});
+        let line = r.redact_json(v).to_string();
+        assert!(!line.contains("b\\\"") && !line.contains("c\\nd"), "{line}");
+        assert!(!line.contains("\\\\c"), "{line}");
+        assert_eq!(line.matches("<redacted>").count(), 3, "{line}");
     }
 
     #[test]

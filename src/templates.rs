@@ -63,6 +63,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/kubeadm/init.yaml.j2"),
     ),
     (
+        "kubeadm/token.yaml.j2",
+        include_str!("../templates/kubeadm/token.yaml.j2"),
+    ),
+    (
         "kubeadm/join.yaml.j2",
         include_str!("../templates/kubeadm/join.yaml.j2"),
     ),

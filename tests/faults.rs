@@ -298,6 +298,20 @@ fn assert_no_secrets(inv: &Path, runs: &[&Run], secrets: &[(&str, String)]) {
     );
 }
 
+/// No secret in the argv of any stand-in call (kubeadm, kubectl, systemctl, ...) on hosts 1..=n:
+/// the lab records every invocation in /var/log/kubestrap-lab/calls.log.
+fn assert_no_secret_in_argv(lab: &Lab, n: usize, secrets: &[(&str, String)]) {
+    for k in 1..=n {
+        let argv = lab.sh(k, "cat /var/log/kubestrap-lab/calls.log 2>/dev/null || true");
+        for (what, s) in secrets {
+            assert!(
+                !argv.contains(s.as_str()),
+                "{what} in a command line on host {k}:\n{argv}"
+            );
+        }
+    }
+}
+
 /// The bootstrap tokens the cluster knows (`kubeadm token list`, first column).
 fn tokens(lab: &Lab) -> Vec<String> {
     lab.sh(1, "kubeadm token list")
@@ -625,6 +639,13 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     assert_eq!(now.len(), 1, "one new token: {now:?}");
     assert!(!before.contains(&now[0]), "the token is new");
     secrets.push(("replacement token secret", now[0][7..].to_string()));
+    // `kubeadm token create` got the new token from a file: it is in no recorded argv.
+    let argv = lab.sh(1, "cat /var/log/kubestrap-lab/calls.log");
+    assert!(
+        argv.lines().any(|l| l.starts_with("kubeadm token create --config ")),
+        "no token create --config call:\n{argv}"
+    );
+    assert_no_secret_in_argv(&lab, 3, &secrets);
     let w1_new = lab.calls_since(2, w1_calls);
     assert!(
         w1_new.iter().all(|c| !c.contains("join")
@@ -824,6 +845,7 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
         .all(|(_, l)| key.contains(l.as_str())));
     let runs: Vec<&Run> = runs.iter().collect();
     assert_no_secrets(&inv, &runs, &secrets);
+    assert_no_secret_in_argv(&lab, 3, &secrets);
     eprintln!(
         "token/add-host/reset/rebuild/secret-scan: {:.1}s",
         t0.elapsed().as_secs_f64()

@@ -79,6 +79,32 @@ pub fn parse_nodes(json: &str) -> Option<Vec<NodeStatus>> {
     )
 }
 
+/// `kubeadm token create` for a re-run: the token goes in a private 0600 file made on the host
+/// (`--config`), so it never appears in any process's argv; the file is gone when the script ends.
+pub fn token_script(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> {
+    let cp = p.control_plane();
+    let config = crate::templates::render(
+        "kubeadm/token.yaml.j2",
+        context! {
+            api => p.kubeadm_api,
+            token => token.expose(),
+            token_ttl => "2h0m0s",
+            node => context! { name => cp.name.clone(), internal_address => cp.internal_address.clone() },
+            cri_socket => p.cri_socket,
+        },
+    )?;
+    const EOF: &str = "KUBESTRAP_TOKEN_EOF";
+    anyhow::ensure!(
+        !config.lines().any(|l| l == EOF),
+        "the token configuration holds the line {EOF}"
+    );
+    Ok(format!(
+        "set -e\numask 077\nd=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT\n\
+         cat > \"$d/token.yaml\" <<'{EOF}'\n{config}{EOF}\n\
+         kubeadm token create --config \"$d/token.yaml\" >/dev/null\n"
+    ))
+}
+
 pub fn render_init(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> {
     let cp = p.control_plane();
     let mut sans = vec![cp.internal_address.clone()];
@@ -179,10 +205,13 @@ pub async fn run(
         let token = pki::generate_token();
         run.redactor.add(token.expose());
         if need_token(&nodes) {
-            let script = format!(
-                "kubeadm token create {} --ttl 2h0m0s --description kubestrap",
-                token.expose()
-            );
+            let script = match token_script(&p, &token) {
+                Ok(s) => s,
+                Err(e) => {
+                    run.fail(cp, StepError::new("token", e.to_string()));
+                    return None;
+                }
+            };
             match run_script(&sess, "token", &script, p.timeouts.command).await {
                 Ok(_) => run.hosts[cp]
                     .changes
@@ -474,5 +503,43 @@ mod tests {
             e.message
         );
         assert!(e.message.contains("ip_forward"), "{}", e.message);
+    }
+
+    /// The re-run's `kubeadm token create` gets the token from a private file, never from argv:
+    /// run the script with a `kubeadm` that records its argv and the file it was given.
+    #[test]
+    fn token_create_keeps_the_token_off_the_command_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\n";
+        let inv = crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let p = Plan::from_inventory(&inv).unwrap();
+        let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
+        let script = token_script(&p, &t).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("kubeadm");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC/argv\"\ncfg=$4\ncp \"$cfg\" \"$REC/config\"\nstat -c %a \"$cfg\" > \"$REC/mode\"\necho \"$cfg\" > \"$REC/path\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", format!("{}:/usr/bin:/bin", d.path().display()))
+            .env("REC", d.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let argv = std::fs::read_to_string(d.path().join("argv")).unwrap();
+        assert!(argv.starts_with("token\ncreate\n--config\n"), "{argv}");
+        assert!(!argv.contains("0123456789abcdef"), "{argv}");
+        let config = std::fs::read_to_string(d.path().join("config")).unwrap();
+        assert!(config.contains("token: \"abcdef.0123456789abcdef\""), "{config}");
+        assert!(config.contains("kind: InitConfiguration"), "{config}");
+        assert_eq!(std::fs::read_to_string(d.path().join("mode")).unwrap().trim(), "600");
+        let path = std::fs::read_to_string(d.path().join("path")).unwrap();
+        assert!(!std::path::Path::new(path.trim()).exists(), "the token file was left behind");
     }
 }

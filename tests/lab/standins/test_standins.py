@@ -812,6 +812,20 @@ class TestCluster(Base):
         self.assertTrue(out.startswith("TOKEN "))
         self.assertIn(m.group(1), out)
         self.assertIn(TOKEN, out)
+        # --config: the token comes from the file (never the command line); flags that the file
+        # carries (ttl, description) may not be mixed in.
+        tok = "zyxwvu.0123456789zyxwvu"
+        cp.write("/tmp/token.yaml", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+                 "bootstrapTokens:\n- token: \"%s\"\n  ttl: \"2h0m0s\"\n  description: \"from-config\"\n" % tok)
+        kc = cp.path("/etc/kubernetes/admin.conf")
+        out = cp.must("kubeadm", "token", "create", "--config", cp.path("/tmp/token.yaml"), "--kubeconfig", kc)
+        self.assertEqual(out, tok + "\n")
+        out = cp.must("kubeadm", "token", "list", "--kubeconfig", kc)
+        self.assertRegex(out, r"zyxwvu\.0123456789zyxwvu +1h .*from-config")
+        rc, out, err = cp.run("kubeadm", "token", "create", "--config", cp.path("/tmp/token.yaml"), "--ttl", "1h",
+                              "--kubeconfig", kc)
+        self.assertEqual(rc, 1)
+        self.assertIn("can not mix '--config' with arguments [ttl]", err)
 
     def test_09_drain_delete_and_reset(self):
         cp, w1 = self.cp, self.w1
