@@ -74,10 +74,14 @@ fn load(
         Ok(d) => d,
         Err(e) => {
             eprintln!(
-                "error: cannot create the state folder {}: {e}",
+                "error: cannot use the state folder {}: {e}",
                 plan.state_dir.display()
             );
-            return Err(EXIT_FAILED);
+            return Err(if e.kind() == std::io::ErrorKind::Other {
+                EXIT_INPUT
+            } else {
+                EXIT_FAILED
+            });
         }
     };
     let all_nodes = plan.nodes.clone();
@@ -350,16 +354,27 @@ async fn kubeconfig(c: Common) -> i32 {
         Err(code) => return code,
     };
     let path = cluster::kubeconfig::path(&run.plan);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        run.progress.finish();
-        print!("{text}");
-        return EXIT_OK;
+    match crate::state::read_string(&path) {
+        Ok(text) => {
+            run.progress.finish();
+            print!("{text}");
+            return EXIT_OK;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            run.progress.finish();
+            eprintln!(
+                "error: cannot read {}: {e} (kubestrap never reads state files through a symlink); remove it and run `kubestrap kubeconfig` again to fetch a fresh one",
+                path.display()
+            );
+            return EXIT_INPUT;
+        }
     }
     cluster::connect::run(&mut run).await;
     let got = cluster::kubeconfig::fetch(&mut run).await;
     close_all(&run).await;
     run.progress.finish();
-    match got.and_then(|p| std::fs::read_to_string(p).ok()) {
+    match got.and_then(|p| crate::state::read_string(&p).ok()) {
         Some(text) => {
             print!("{text}");
             EXIT_OK

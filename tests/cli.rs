@@ -90,3 +90,50 @@ fn reset_of_an_unknown_host_exits_2_listing_the_hosts() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("w9") && e.contains("hosts: cp1"), "{e}");
 }
+
+fn lab_inventory(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("inv.yaml");
+    // Loopback port 1: nothing listens there, so nothing leaves this machine.
+    std::fs::write(
+        &p,
+        "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nssh:\n  port: 1\nhosts:\n  - name: cp1\n    address: 127.0.0.1\n    internalAddress: 10.77.0.11\n    role: control-plane\n",
+    )
+    .unwrap();
+    p
+}
+
+/// A committed `.kubestrap` symlink must not make kubestrap write keys and logs where it points.
+#[test]
+fn a_symlinked_state_folder_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = lab_inventory(d.path());
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, d.path().join(".kubestrap")).unwrap();
+    let o = kubestrap(&["check", "-i", inv.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("it is a symlink"), "{e}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+/// A committed `.kubestrap/lab/kubeconfig` symlink must not make `kubestrap kubeconfig` print
+/// the file it points to (a user's cloud credentials, say).
+#[test]
+fn kubeconfig_is_never_read_through_a_symlink() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = lab_inventory(d.path());
+    let secret = d.path().join("credentials");
+    std::fs::write(&secret, "aws_secret_access_key = hunter2\n").unwrap();
+    let sd = d.path().join(".kubestrap/lab");
+    std::fs::create_dir_all(&sd).unwrap();
+    std::os::unix::fs::symlink(&secret, sd.join("kubeconfig")).unwrap();
+    let o = kubestrap(&["kubeconfig", "-i", inv.to_str().unwrap()]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!out.contains("hunter2") && !err.contains("hunter2"), "{out}{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("symlink"), "{err}");
+}

@@ -426,7 +426,10 @@ pub fn console_ca(
 ) -> Result<(String, String), StepError> {
     let dir = state_dir.join("pki");
     let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    if let (Ok(c), Ok(k)) = (std::fs::read_to_string(&crt), std::fs::read_to_string(&key)) {
+    if let (Ok(c), Ok(k)) = (
+        crate::state::read_string(&crt),
+        crate::state::read_string(&key),
+    ) {
         return Ok((c, k));
     }
     let ca = pki::generate_ca(cluster)

@@ -75,7 +75,7 @@ fn write(run: &mut Run, cp: usize, admin_conf: &str, sha: Option<String>) -> Opt
     let sha = sha
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| hex::encode(sha2::Sha256::digest(admin_conf.as_bytes())));
-    let _ = std::fs::write(source_sha_path(p), format!("{sha}\n"));
+    let _ = crate::state::write_file(&source_sha_path(p), format!("{sha}\n").as_bytes(), 0o600);
     Some(dest)
 }
 

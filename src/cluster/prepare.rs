@@ -79,7 +79,7 @@ pub fn kubeconfig_source_sha(p: &Plan) -> String {
     if !kc.exists() {
         return String::new();
     }
-    std::fs::read_to_string(super::kubeconfig::source_sha_path(p))
+    crate::state::read_string(&super::kubeconfig::source_sha_path(p))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }

@@ -367,15 +367,7 @@ pub struct HostLog {
 
 impl HostLog {
     pub fn open(path: Option<&Path>, redactor: Redactor) -> Self {
-        let file = path.and_then(|p| {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(p)
-                .ok()
-        });
+        let file = path.and_then(|p| crate::state::open_log(p).ok());
         HostLog {
             file: Mutex::new(file),
             redactor,
