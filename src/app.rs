@@ -35,7 +35,7 @@ pub fn main(cli: Cli) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errln!("error: cannot start the async runtime: {e}");
             return EXIT_FAILED;
         }
     };
@@ -59,21 +59,21 @@ fn load(
     let inv = match crate::inventory::load(&common.inventory) {
         Ok(inv) => inv,
         Err(e) => {
-            eprintln!("{e}");
+            crate::errln!("{e}");
             return Err(EXIT_INPUT);
         }
     };
     let mut plan = match Plan::from_inventory(&inv) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{}: {e:#}", common.inventory.display());
+            crate::errln!("{}: {e:#}", common.inventory.display());
             return Err(EXIT_INPUT);
         }
     };
     let log_dir = match crate::state::prepare(&plan.state_dir) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!(
+            crate::errln!(
                 "error: cannot use the state folder {}: {e}",
                 plan.state_dir.display()
             );
@@ -263,10 +263,10 @@ async fn finish_as(run: &Run, kubeconfig: Option<&Path>, headline: &str, cmd: &s
         .unwrap_or(4)
         .max(4);
     if !headline.is_empty() {
-        println!("{headline}");
+        crate::outln!("{headline}");
     }
-    println!();
-    println!("{:w$}  {:13}  {:8}  DETAIL", "HOST", "ROLE", "STATUS");
+    crate::outln!();
+    crate::outln!("{:w$}  {:13}  {:8}  DETAIL", "HOST", "ROLE", "STATUS");
     for h in &run.hosts {
         let (status, step, detail, hint) = outcome_parts(h);
         let detail = match (status, step) {
@@ -275,7 +275,7 @@ async fn finish_as(run: &Run, kubeconfig: Option<&Path>, headline: &str, cmd: &s
             ("ok", _) => format!("{} changes", h.changes.len()),
             _ => detail,
         };
-        println!(
+        crate::outln!(
             "{:w$}  {:13}  {:8}  {}",
             h.node.name,
             h.node.role.as_str(),
@@ -283,11 +283,11 @@ async fn finish_as(run: &Run, kubeconfig: Option<&Path>, headline: &str, cmd: &s
             r.redact(&detail)
         );
         if let Some(hint) = hint {
-            println!("{:w$}  {:13}  {:8}  hint: {}", "", "", "", r.redact(&hint));
+            crate::outln!("{:w$}  {:13}  {:8}  hint: {}", "", "", "", r.redact(&hint));
         }
     }
-    println!();
-    println!(
+    crate::outln!();
+    crate::outln!(
         "{} in {:.1}s. Logs: {}",
         if failed {
             "Failed"
@@ -299,14 +299,14 @@ async fn finish_as(run: &Run, kubeconfig: Option<&Path>, headline: &str, cmd: &s
         elapsed,
         run.log_dir.display()
     );
-    println!("{}", crate::stats::line(&stats));
+    crate::outln!("{}", crate::stats::line(&stats));
     if let Some(k) = kubeconfig {
-        println!("Kubeconfig: {}", k.display());
+        crate::outln!("Kubeconfig: {}", k.display());
         if !failed {
-            println!("Next: KUBECONFIG={} kubectl get nodes", k.display());
+            crate::outln!("Next: KUBECONFIG={} kubectl get nodes", k.display());
         }
     } else if failed {
-        println!("Next: fix the problems above, then run `kubestrap {cmd} -i {inv}` again; it picks up where it stopped.");
+        crate::outln!("Next: fix the problems above, then run `kubestrap {cmd} -i {inv}` again; it picks up where it stopped.");
     }
     if failed {
         EXIT_FAILED
@@ -357,13 +357,13 @@ async fn kubeconfig(c: Common) -> i32 {
     match crate::state::read_string(&path) {
         Ok(text) => {
             run.progress.finish();
-            print!("{text}");
+            crate::out!("{text}");
             return EXIT_OK;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             run.progress.finish();
-            eprintln!(
+            crate::errln!(
                 "error: cannot read {}: {e} (kubestrap never reads state files through a symlink); remove it and run `kubestrap kubeconfig` again to fetch a fresh one",
                 path.display()
             );
@@ -376,16 +376,16 @@ async fn kubeconfig(c: Common) -> i32 {
     run.progress.finish();
     match got.and_then(|p| crate::state::read_string(&p).ok()) {
         Some(text) => {
-            print!("{text}");
+            crate::out!("{text}");
             EXIT_OK
         }
         None => {
             for h in &run.hosts {
                 if let Outcome::Failed(e) = &h.outcome {
-                    eprintln!("error: {}: {}: {}", h.node.name, e.step, e.message);
+                    crate::errln!("error: {}: {}: {}", h.node.name, e.step, e.message);
                 }
             }
-            eprintln!("error: no kubeconfig; has `kubestrap up` finished on this cluster?");
+            crate::errln!("error: no kubeconfig; has `kubestrap up` finished on this cluster?");
             EXIT_FAILED
         }
     }
@@ -396,7 +396,7 @@ async fn reset(a: ResetArgs) -> i32 {
     let inv = match crate::inventory::load(&a.common.inventory) {
         Ok(inv) => inv,
         Err(e) => {
-            eprintln!("{e}");
+            crate::errln!("{e}");
             return EXIT_INPUT;
         }
     };
@@ -407,7 +407,7 @@ async fn reset(a: ResetArgs) -> i32 {
         .collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
-        eprintln!(
+        crate::errln!(
             "error: --host {}: not in {} (hosts: {})",
             unknown
                 .iter()
@@ -443,7 +443,7 @@ async fn reset(a: ResetArgs) -> i32 {
     if !a.yes {
         use std::io::{BufRead, IsTerminal, Write};
         if !std::io::stdin().is_terminal() {
-            eprintln!("error: `kubestrap reset` would reset {what}.\nRefusing without confirmation: standard input is not a terminal; pass --yes to confirm.");
+            crate::errln!("error: `kubestrap reset` would reset {what}.\nRefusing without confirmation: standard input is not a terminal; pass --yes to confirm.");
             return EXIT_INPUT;
         }
         eprint!("This resets {what}.\nWorkloads on these nodes are lost. Type `yes` to continue: ");
@@ -451,7 +451,7 @@ async fn reset(a: ResetArgs) -> i32 {
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            eprintln!("Not confirmed; nothing was changed.");
+            crate::errln!("Not confirmed; nothing was changed.");
             return EXIT_INPUT;
         }
     }
@@ -490,7 +490,7 @@ async fn exec(a: ExecArgs) -> i32 {
         Err(code) => return code,
     };
     if run.hosts.is_empty() {
-        eprintln!(
+        crate::errln!(
             "error: no host matches --host {:?} --role {:?}",
             a.hosts, a.role
         );
@@ -539,16 +539,16 @@ async fn exec(a: ExecArgs) -> i32 {
     outputs.sort_by(|a, b| a.0.cmp(&b.0));
     for (host, out) in &outputs {
         for l in out.stdout.lines() {
-            println!("{host}: {l}");
+            crate::outln!("{host}: {l}");
         }
         for l in out.stderr.lines() {
-            eprintln!("{host}: {l}");
+            crate::errln!("{host}: {l}");
         }
     }
     let mut code = EXIT_OK;
     for h in &run.hosts {
         if let Outcome::Failed(e) = &h.outcome {
-            eprintln!("{}: failed: {}", h.node.name, e.message);
+            crate::errln!("{}: failed: {}", h.node.name, e.message);
             code = EXIT_FAILED;
         }
     }
@@ -559,7 +559,7 @@ fn vagrant_inventory(a: crate::cli::VagrantArgs) -> i32 {
     use std::io::Read;
     let mut input = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        eprintln!("error: cannot read stdin: {e}");
+        crate::errln!("error: cannot read stdin: {e}");
         return EXIT_INPUT;
     }
     let mut ips = Vec::new();
@@ -567,7 +567,7 @@ fn vagrant_inventory(a: crate::cli::VagrantArgs) -> i32 {
         match ip.split_once('=') {
             Some((n, v)) => ips.push((n.to_string(), v.to_string())),
             None => {
-                eprintln!("error: --ip {ip}: expected NAME=ADDR");
+                crate::errln!("error: --ip {ip}: expected NAME=ADDR");
                 return EXIT_INPUT;
             }
         }
@@ -582,11 +582,11 @@ fn vagrant_inventory(a: crate::cli::VagrantArgs) -> i32 {
     };
     match crate::vagrant::render(&hosts, &o) {
         Ok(y) => {
-            print!("{y}");
+            crate::out!("{y}");
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             EXIT_INPUT
         }
     }

@@ -52,7 +52,7 @@ pub struct VagrantArgs {
     #[arg(long, default_value = "vagrant")]
     pub name: String,
     /// Kubernetes version.
-    #[arg(long = "kubernetes-version", default_value = "1.31.2")]
+    #[arg(id = "kubernetes_version", long = "kubernetes-version", default_value = "1.31.2")]
     pub version: String,
     /// The control-plane host (default: the first one).
     #[arg(long)]
@@ -90,4 +90,15 @@ pub struct ExecArgs {
     /// The command and its arguments (after --).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (duplicate names, bad defaults), for every subcommand:
+    /// they run only in debug builds, where a failure is a panic the first time a user runs it.
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

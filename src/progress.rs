@@ -87,7 +87,7 @@ impl Progress {
                 Some(m) => {
                     let _ = m.println(msg);
                 }
-                None => eprintln!("{msg}"),
+                None => crate::errln!("{msg}"),
             },
         }
     }
@@ -107,7 +107,7 @@ impl Progress {
                     Some(m) => {
                         let _ = m.println(line);
                     }
-                    None => eprintln!("{line}"),
+                    None => crate::errln!("{line}"),
                 }
             }
         }
@@ -129,7 +129,7 @@ impl Progress {
                 if let Some((b, _)) = bars.get(host) {
                     b.set_message(step.to_string());
                 } else {
-                    eprintln!("[{:>6.1}s] {host:w$}  {step}", self.t(), w = self.width);
+                    crate::errln!("[{:>6.1}s] {host:w$}  {step}", self.t(), w = self.width);
                 }
             }
         }
@@ -145,7 +145,7 @@ impl Progress {
                 if let Some((b, _)) = bars.get(host) {
                     b.finish_with_message(format!("{status}: {note}"));
                 } else {
-                    eprintln!("[{:>6.1}s] {host:w$}  {status}: {note}", self.t(), w = self.width);
+                    crate::errln!("[{:>6.1}s] {host:w$}  {status}: {note}", self.t(), w = self.width);
                 }
             }
         }

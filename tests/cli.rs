@@ -137,3 +137,41 @@ fn kubeconfig_is_never_read_through_a_symlink() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("symlink"), "{err}");
 }
+
+/// `kubestrap check ... | true`: a closed stdout (or stderr) is no reason to panic (exit 101).
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::os::fd::FromRawFd;
+    let d = tempfile::tempdir().unwrap();
+    let inv = lab_inventory(d.path());
+    let vagrant = "Host default\n  HostName 127.0.0.1\n  User vagrant\n  Port 2222\n  IdentityFile /k\n";
+    for (args, stdin) in [
+        (vec!["check", "-i", inv.to_str().unwrap()], ""),
+        (vec!["vagrant-inventory", "--private-network", "192.168.56.10"], vagrant),
+    ] {
+        for closed_stderr in [false, true] {
+            let mut fds = [0; 2];
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            unsafe { libc::close(fds[0]) };
+            let pipe = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubestrap"));
+            cmd.args(&args).stdin(std::process::Stdio::piped());
+            let (out, err) = if closed_stderr {
+                (std::process::Stdio::from(pipe.try_clone().unwrap()), std::process::Stdio::from(pipe))
+            } else {
+                (std::process::Stdio::from(pipe), std::process::Stdio::piped())
+            };
+            let mut child = cmd.stdout(out).stderr(err).spawn().unwrap();
+            {
+                use std::io::Write;
+                let mut i = child.stdin.take().unwrap();
+                let _ = i.write_all(stdin.as_bytes());
+            }
+            let o = child.wait_with_output().unwrap();
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(!e.contains("panicked"), "{args:?}: {e}");
+            assert_ne!(o.status.code(), Some(101), "{args:?}: {e}");
+            assert!(o.status.code().is_some(), "{args:?} died of a signal");
+        }
+    }
+}

@@ -39,7 +39,7 @@ pub fn watch_ctrl_c(progress: Arc<Progress>) {
             INTERRUPTED.store(true, Ordering::SeqCst);
             progress.say("interrupted: starting no new steps; waiting up to 10s for running ones (Ctrl-C again to quit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted twice: quitting; hosts may be half-way through a step");
+                crate::errln!("interrupted twice: quitting; hosts may be half-way through a step");
                 std::process::exit(130);
             }
         }
