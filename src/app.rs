@@ -120,14 +120,36 @@ fn load(
     })
 }
 
+/// The console's lock on this cluster, or the error (who holds it) printed.
+fn console_lock(run: &Run, command: &str) -> Result<crate::state::ConsoleLock, i32> {
+    crate::state::lock(&run.plan.state_dir, &cluster::connect::holder(command)).map_err(|e| {
+        run.progress.finish();
+        crate::errln!("error: {e}");
+        EXIT_FAILED
+    })
+}
+
 async fn up(c: Common) -> i32 {
     let mut run = match load(&c, None) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let _lock = match console_lock(&run, "up") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     cluster::watch_ctrl_c(run.progress.clone());
     cluster::connect::run(&mut run).await;
+    let locks = cluster::connect::start_locks(&run, "up");
     preflight::gather(&mut run, true).await;
+    if !cluster::connect::apply_locks(&mut run, locks).await {
+        return finish(
+            &run,
+            None,
+            "another kubestrap run is working on this cluster: nothing was changed",
+        )
+        .await;
+    }
     if cluster::interrupted() {
         return stop_interrupted(&mut run).await;
     }
@@ -461,8 +483,22 @@ async fn reset(a: ResetArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let _lock = match console_lock(&run, "reset") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     cluster::watch_ctrl_c(run.progress.clone());
     cluster::connect::run(&mut run).await;
+    let locks = cluster::connect::start_locks(&run, "reset");
+    if !cluster::connect::apply_locks(&mut run, locks).await {
+        return finish_as(
+            &run,
+            None,
+            "another kubestrap run is working on this cluster: nothing was reset",
+            "reset",
+        )
+        .await;
+    }
     cluster::reset::run(&mut run, whole).await;
     for h in run.hosts.iter_mut() {
         if matches!(h.outcome, Outcome::Pending) {

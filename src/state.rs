@@ -166,6 +166,44 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     })
 }
 
+/// The console's run lock on one cluster: `flock` on `<state>/lock`, held while this value lives
+/// (the process's life). The file says who holds it.
+pub struct ConsoleLock {
+    _file: fs::File,
+}
+
+/// Take the console lock or say who holds it (the holder's own words from the lock file).
+pub fn lock(state_dir: &Path, holder: &str) -> Result<ConsoleLock, String> {
+    use std::os::fd::AsRawFd;
+    let path = state_dir.join("lock");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("cannot open the run lock {}: {e}", path.display()))?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(format!("cannot lock {}: {e}", path.display()));
+        }
+        let mut who = String::new();
+        let _ = f.read_to_string(&mut who);
+        let who = who.trim();
+        return Err(format!(
+            "another kubestrap run holds this cluster ({}): {}; wait for it to finish, then run again",
+            path.display(),
+            if who.is_empty() { "it did not say who" } else { who }
+        ));
+    }
+    let _ = f.set_len(0);
+    let _ = writeln!(f, "{holder}");
+    Ok(ConsoleLock { _file: f })
+}
+
 /// Write a file that holds secrets: mode 0600 from creation on. Returns true when it changed.
 pub fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<bool> {
     if let Some(dir) = path.parent() {
@@ -289,6 +327,22 @@ mod tests {
         assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
         let e = prepare(&top.join("lab")).unwrap_err();
         assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+    }
+
+    #[test]
+    fn the_console_lock_names_its_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let first = lock(d.path(), "kubestrap up on laptop, pid 42").unwrap();
+        let e = lock(d.path(), "kubestrap up on ci, pid 7").err().unwrap();
+        assert!(e.contains("another kubestrap run holds this cluster"), "{e}");
+        assert!(e.contains("kubestrap up on laptop, pid 42"), "{e}");
+        drop(first);
+        let again = lock(d.path(), "kubestrap up on ci, pid 7").unwrap();
+        drop(again);
+        assert_eq!(
+            fs::read_to_string(d.path().join("lock")).unwrap(),
+            "kubestrap up on ci, pid 7\n"
+        );
     }
 
     #[test]

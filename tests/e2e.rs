@@ -608,3 +608,73 @@ fn vm_tier_one_plus_two_real_systemd_swap_containerd() {
     }
     assert_noop_rerun(&inv);
 }
+
+/// Two runs at once never both change a cluster: a second `up` from the same console stops at
+/// the console's lock, one from another console (another state folder) at the hosts' lock, and
+/// a host held by someone else stops the whole run before anything changes. Each names who
+/// holds the lock.
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn two_runs_at_once_never_both_init() {
+    let lab = Lab::up(2);
+    let inv = lab.inventory(&["--version", "1.31.2", "--preload"]);
+
+    // Another console holds host 2 (the lock as kubestrap takes it, by hand).
+    lab.sh(
+        2,
+        "mkdir -p /run/kubestrap; setsid sh -c 'exec 9>>/run/kubestrap/lab.lock; flock 9; \
+         echo \"kubestrap up on other-console, pid 4242, since then\" > /run/kubestrap/lab.holder; \
+         exec sleep 300' </dev/null >/dev/null 2>&1 & echo $! > /run/kubestrap/test-holder.pid; sleep 0.5",
+    );
+    let t = std::time::Instant::now();
+    let o = up(&inv, &[]);
+    let secs = t.elapsed().as_secs_f64();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("other-console, pid 4242"), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(secs < 30.0, "the held lock took {secs:.1}s to report");
+    assert_eq!(lab.sh(1, "hostname").trim(), "labhost-1", "cp1 was changed");
+    lab.sh(2, "kill $(cat /run/kubestrap/test-holder.pid)");
+
+    // Now a real run holds the locks; a second one from this console and a third from another
+    // state folder start while it works.
+    let first = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(["up", "-i", inv.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = inv.parent().unwrap().join(".kubestrap/lab/logs");
+    let held = |name: &str| {
+        std::fs::read_dir(&logs).ok().into_iter().flatten().any(|d| {
+            std::fs::read_to_string(d.unwrap().path().join(format!("{name}.log")))
+                .is_ok_and(|l| l.contains("# lock: Held"))
+        })
+    };
+    let t = std::time::Instant::now();
+    while !(held("cp1") && held("w1")) {
+        assert!(t.elapsed().as_secs() < 60, "the first run took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let second = up(&inv, &[]);
+    let s = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{s}");
+    assert!(s.contains("another kubestrap run holds this cluster"), "{s}");
+    assert!(s.contains("kubestrap up on"), "{s}");
+    let other = tempfile::tempdir().unwrap();
+    let inv2 = other.path().join("inventory.yaml");
+    std::fs::copy(&inv, &inv2).unwrap();
+    let third = up(&inv2, &[]);
+    let s = text(&third);
+    assert_eq!(third.status.code(), Some(1), "{s}");
+    assert!(s.contains("holds this cluster's lock on the host"), "{s}");
+    assert!(s.contains("nothing was changed"), "{s}");
+
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let inits = lab.sh(1, "grep -c '^kubeadm init' /var/log/kubestrap-lab/calls.log || true");
+    assert_eq!(inits.trim(), "1", "kubeadm init ran {} times", inits.trim());
+    // The lock went with the first run's sessions: a re-run takes it and changes nothing.
+    assert_noop_rerun(&inv);
+}

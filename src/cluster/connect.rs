@@ -66,3 +66,98 @@ pub async fn run(run: &mut Run) {
         }
     }
 }
+
+/// Who this run is, as written into lock files: console host, pid, command and start time.
+pub fn holder(command: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    let now = time::OffsetDateTime::now_utc();
+    let t = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!(
+        "kubestrap {command} on {host}, pid {}, since {t}",
+        std::process::id()
+    )
+}
+
+/// Start taking the run lock on every connected host (each a channel kept open until its
+/// session closes); await the handle with `apply_locks` before anything changes. Runs beside
+/// the preflight's round trip, so it costs no extra wait.
+pub fn start_locks(
+    run: &Run,
+    command: &str,
+) -> tokio::task::JoinHandle<Vec<(usize, Result<ssh::lock::HostLock, SshError>)>> {
+    let who = holder(command);
+    let cluster = run.plan.cluster_name.clone();
+    let timeout = run.plan.timeouts.command;
+    let jobs: Vec<_> = run
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.alive())
+        .map(|(i, h)| (i, h.session.clone().unwrap()))
+        .collect();
+    tokio::spawn(async move {
+        let futs = jobs.into_iter().map(|(i, s)| {
+            let (who, cluster) = (who.clone(), cluster.clone());
+            async move { (i, s.hold_lock(&cluster, &who, timeout).await) }
+        });
+        futures::future::join_all(futs).await
+    })
+}
+
+/// Record the lock answers: a host another run holds fails, and then no host starts anything.
+/// Returns false when the run must stop.
+pub async fn apply_locks(
+    run: &mut Run,
+    pending: tokio::task::JoinHandle<Vec<(usize, Result<ssh::lock::HostLock, SshError>)>>,
+) -> bool {
+    use ssh::lock::HostLock;
+    let results = match pending.await {
+        Ok(r) => r,
+        Err(e) => {
+            run.progress.warn(None, &format!("taking the run locks failed: {e}"));
+            return false;
+        }
+    };
+    let mut busy = vec![];
+    for (i, r) in results {
+        let name = run.hosts[i].node.name.clone();
+        match r {
+            Ok(HostLock::Held) => {}
+            Ok(HostLock::NoFlock) => run.progress.warn(
+                Some(&name),
+                "`flock` is not installed (util-linux): this run does not lock the host against a second kubestrap run",
+            ),
+            Ok(HostLock::Busy(who)) => {
+                busy.push(name.clone());
+                run.fail(
+                    i,
+                    StepError::new(
+                        "lock",
+                        format!("another kubestrap run holds this cluster's lock on the host: {who}"),
+                    )
+                    .hint("wait for that run to finish and run again; the lock goes when its SSH session ends (/run/kubestrap on the host)"),
+                );
+            }
+            Err(e) => run.fail(i, StepError::from_ssh("lock", e)),
+        }
+    }
+    if busy.is_empty() {
+        return true;
+    }
+    for i in 0..run.hosts.len() {
+        if matches!(run.hosts[i].outcome, Outcome::Pending) {
+            run.skip(
+                i,
+                &format!(
+                    "not started: another kubestrap run holds {} (nothing was changed on any host)",
+                    busy.join(", ")
+                ),
+            );
+        }
+    }
+    false
+}

@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod known_hosts;
+pub mod lock;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -423,6 +424,8 @@ pub struct Session {
     sudo: &'static str,
     /// What the user should know about host keys (recorded, not checked), for a warning.
     pub key_note: Option<String>,
+    /// Channels kept open for the session's lifetime: the run lock (see `lock.rs`).
+    held: Mutex<Vec<russh::Channel<client::Msg>>>,
 }
 
 fn default_identities() -> Vec<PathBuf> {
@@ -523,6 +526,7 @@ impl Session {
             jumps,
             log,
             key_note: (!notes.is_empty()).then(|| notes.join("; ")),
+            held: Mutex::new(vec![]),
         };
         if session.target.user != "root" && session.target.sudo_password.is_some() {
             session.sudo = session.probe_sudo().await?;
