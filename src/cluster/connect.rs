@@ -124,6 +124,10 @@ pub async fn apply_locks(
     };
     let mut busy = vec![];
     for (i, r) in results {
+        if !matches!(run.hosts[i].outcome, Outcome::Pending | Outcome::Ok) {
+            // Failed in preflight already (say sudo wants a password): that is its answer.
+            continue;
+        }
         let name = run.hosts[i].node.name.clone();
         match r {
             Ok(HostLock::Held) => {}

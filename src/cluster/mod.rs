@@ -185,7 +185,12 @@ impl Run {
         }
     }
 
+    /// Record a host's failure. The first failure is the one that counts: a host that already
+    /// failed keeps its step and message.
     pub fn fail(&mut self, i: usize, e: StepError) {
+        if matches!(self.hosts[i].outcome, Outcome::Failed(_)) {
+            return;
+        }
         self.progress.done(
             &self.hosts[i].node.name,
             "failed",
@@ -277,4 +282,61 @@ pub fn script_error(step: &str, out: &crate::ssh::Output) -> StepError {
             .hint("sudo refused the password from ssh.sudoPasswordEnv: check the variable's value");
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> Run {
+        let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\n";
+        let inv =
+            crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let plan = Plan::from_inventory(&inv).unwrap();
+        let redactor = Redactor::new();
+        let names = vec!["cp1".to_string()];
+        let progress = Arc::new(Progress::new(
+            crate::progress::OutputFormat::Json,
+            redactor.clone(),
+            &names,
+        ));
+        let hosts = plan
+            .nodes
+            .iter()
+            .cloned()
+            .map(|node| HostRun {
+                node,
+                session: None,
+                outcome: Outcome::Pending,
+                changes: vec![],
+                facts: Default::default(),
+                last_step: String::new(),
+            })
+            .collect();
+        Run {
+            plan,
+            progress,
+            redactor,
+            log_dir: PathBuf::from("/nonexistent"),
+            concurrency: 1,
+            hosts,
+            cp_state: None,
+        }
+    }
+
+    #[test]
+    fn the_first_failure_is_the_one_a_host_keeps() {
+        // A host whose sudo wants a password fails in preflight; the lock answer that follows
+        // (it failed too, for the same reason) must not replace the step the user is shown.
+        let mut r = run();
+        r.fail(0, StepError::new("preflight", "sudo: a password is required"));
+        r.fail(0, StepError::new("lock", "taking the run lock failed (exit 1)"));
+        match &r.hosts[0].outcome {
+            Outcome::Failed(e) => assert_eq!(e.step, "preflight"),
+            o => panic!("{o:?}"),
+        }
+        r.skip(0, "not started");
+        assert!(matches!(r.hosts[0].outcome, Outcome::Failed(_)));
+    }
 }

@@ -67,6 +67,7 @@ impl Session {
                 .map_err(|e| SshError::Lost(e.to_string()))?;
         }
         let mut text = String::new();
+        let mut errors = String::new();
         let answer = async {
             loop {
                 match channel.wait().await {
@@ -80,7 +81,9 @@ impl Session {
                         }
                     }
                     Some(ChannelMsg::ExtendedData { data, .. }) => {
-                        self.log.output(&String::from_utf8_lossy(&data));
+                        let t = String::from_utf8_lossy(&data);
+                        self.log.output(&t);
+                        errors.push_str(&t);
                     }
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
                         if text.lines().any(|l| l == BUSY) {
@@ -98,9 +101,11 @@ impl Session {
                                 .to_string();
                             return Ok(HostLock::Busy(who));
                         }
-                        return Err(SshError::Lost(format!(
-                            "taking the run lock failed (exit {exit_status}): {}",
-                            text.trim()
+                        let said = format!("{} {}", text.trim(), errors.trim());
+                        let said = self.log.redactor.redact(said.trim());
+                        return Err(SshError::Remote(format!(
+                            "taking the run lock failed (exit {exit_status}){}{said}",
+                            if said.is_empty() { "" } else { ": " }
                         )));
                     }
                     Some(_) => {}

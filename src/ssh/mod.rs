@@ -228,6 +228,9 @@ pub enum SshError {
     Lost(String),
     #[error("sudo: {0}")]
     Sudo(String),
+    /// The remote command ran and failed; the text says what it printed.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// What the host key check decided, kept so a failed handshake can say why.
