@@ -1,7 +1,15 @@
 //! Templates live in `templates/` and are embedded in the binary. Rendering is strict: an
 //! undefined variable is an error naming the template and line.
+//!
+//! Every `{{ value }}` is quoted for the language of its template, so no template can forget:
+//! in `scripts/` a string becomes one shell word (`'...'`), in `.yaml.j2` a double-quoted scalar
+//! (JSON string syntax, which YAML reads as-is). Integers and booleans print bare; anything else
+//! (a list, a map, none) is a rendering error. Two filters mark output as already safe: `q`
+//! (shell-quote, for readability where a value is built with `~`) and `word`, which lets a value
+//! through bare only when it is one plain word (`[A-Za-z0-9._:/@+=,-]`, no quote, space or
+//! control character), for heredoc bodies and messages; anything else fails the render.
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
 
 use crate::ssh::shell_quote;
 
@@ -85,12 +93,66 @@ fn env() -> Environment<'static> {
             .build()
             .expect("valid syntax config"),
     );
-    env.add_filter("q", |s: String| shell_quote(&s));
+    env.set_auto_escape_callback(|name| {
+        if name.starts_with("scripts/") {
+            AutoEscape::Custom("sh".into())
+        } else if name.ends_with(".yaml.j2") {
+            AutoEscape::Custom("yaml".into())
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(quote_formatter);
+    env.add_filter("q", |s: String| Value::from_safe_string(shell_quote(&s)));
+    env.add_filter("word", |s: String| -> Result<Value, Error> {
+        if is_word(&s) {
+            Ok(Value::from_safe_string(s))
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("{s:?} is not one plain word and cannot go into the script bare"),
+            ))
+        }
+    });
     for (name, src) in TEMPLATES {
         env.add_template(name, src)
             .unwrap_or_else(|e| panic!("embedded template {name} is invalid: {e}"));
     }
     env
+}
+
+/// A value printed bare: one word of `[A-Za-z0-9._:/@+=,-]`, not empty, not starting with `-`.
+pub fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+=,-".contains(&b))
+}
+
+/// `{{ value }}` in a template: quoted for the template's language (see the module docs).
+fn quote_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
+    let lang = match state.auto_escape() {
+        AutoEscape::Custom(l) => l.to_string(),
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    let text = if value.is_safe() || value.is_integer() || value.kind() == minijinja::value::ValueKind::Bool {
+        value.to_string()
+    } else if let Some(s) = value.as_str() {
+        if lang == "sh" {
+            shell_quote(s)
+        } else {
+            serde_json::to_string(s).expect("a string serialises")
+        }
+    } else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "{} value {value} cannot be printed into a {lang} template (only strings, integers and booleans)",
+                value.kind()
+            ),
+        ));
+    };
+    out.write_str(&text).map_err(Error::from)
 }
 
 /// Render one embedded template.

@@ -6,7 +6,12 @@
 set -u
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+umask 022
 fail() { echo "FAIL $*" >&2; exit 1; }
+# W: this script's private work directory (mode 0700, a fresh random name), removed on exit.
+# Nothing is ever written as root under a fixed name in /tmp.
+W=$(mktemp -d /tmp/kubestrap.XXXXXXXX) || fail "cannot make a private work directory in /tmp"
+trap 'rm -rf "$W"' EXIT
 changed() { echo "CHANGED $*"; }
 ok() { echo "OK $*"; }
 # put PATH MODE < content: write PATH only when its content differs; returns 0 when it changed.
