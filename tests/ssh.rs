@@ -636,6 +636,34 @@ fn an_ssh_config_alias_with_proxyjump_goes_through_the_bastion() {
 }
 
 #[test]
+fn an_ssh_config_proxycommand_is_refused_before_connecting_naming_alias_and_line() {
+    let f = fixture();
+    let home = f.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let cfg = home.join(".ssh/config");
+    let pc = "Host kb-pc\n  HostName 127.0.0.1\n  ProxyCommand nc %h %p\n\
+              Host kb-t\n  HostName 127.0.0.1\n  ProxyJump kb-j\n\
+              Host kb-j\n  ProxyCommand ssh -W %h:%p elsewhere\n";
+    for (text, alias, line, what) in [
+        (pc, "kb-pc", 3, "\"kb-pc\" gets ProxyCommand"),
+        (pc, "kb-t", 8, "\"kb-j\" gets ProxyCommand"),
+        ("Host kb-port\n  Port 99999\n", "kb-ok", 2, "Port \"99999\""),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let host = inventory_host(f.dir.path(), alias, "");
+        let e = Target::from_host_with(&host, Duration::from_secs(10), Some(&cfg), Some(&home))
+            .unwrap_err();
+        assert!(
+            e.starts_with(&format!("hosts cp1: {}:{line}: ", cfg.display())) && e.contains(what),
+            "{alias}: {e}"
+        );
+    }
+    std::fs::write(&cfg, pc).unwrap();
+    let host = inventory_host(f.dir.path(), "kb-other", "");
+    Target::from_host_with(&host, Duration::from_secs(10), Some(&cfg), Some(&home)).unwrap();
+}
+
+#[test]
 fn an_explicit_bastion_is_used_and_its_host_key_checked_too() {
     let f = fixture();
     let bastion = Sshd::start(&[&f.key], "AllowTcpForwarding yes");

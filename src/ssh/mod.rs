@@ -105,10 +105,12 @@ impl Target {
     ) -> Result<Target, String> {
         let s = &host.ssh;
         let resolve = |alias: &str| match ssh_config {
-            Some(p) => config::resolve(alias, p, home),
-            None => config::HostConfig::default(),
+            Some(p) => {
+                config::resolve(alias, p, home).map_err(|e| format!("hosts {}: {e}", host.name))
+            }
+            None => Ok(config::HostConfig::default()),
         };
-        let cfg = resolve(&host.address);
+        let cfg = resolve(&host.address)?;
         let env = |field: &str, var: &Option<String>| -> Result<Option<String>, String> {
             match var {
                 None => Ok(None),
@@ -148,7 +150,7 @@ impl Target {
             for j in config::parse_jumps(spec)
                 .map_err(|e| format!("hosts {}: {field}: {e}", host.name))?
             {
-                let jc = resolve(&j.host);
+                let jc = resolve(&j.host)?;
                 let mut files: Vec<PathBuf> = s.identity_file.iter().cloned().collect();
                 files.extend(jc.identity_files.iter().cloned());
                 jumps.push(Jump {
