@@ -329,6 +329,142 @@ fn a_changed_key_is_refused_naming_the_file_and_line_even_with_accept_new() {
     assert_eq!(std::fs::read_to_string(&kh).unwrap().lines().count(), 2);
 }
 
+/// The real `ssh` client with only the given known_hosts file; stderr comes back.
+fn real_ssh(port: u16, known_hosts: &Path, key: &Path, policy: &str) -> (bool, String) {
+    let o = Command::new("ssh")
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o"])
+        .arg(format!("StrictHostKeyChecking={policy}"))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-i"])
+        .arg(key)
+        .args(["-p", &port.to_string(), "root@127.0.0.1", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn accept_new_refuses_a_host_known_by_a_key_of_another_type_as_ssh_does() {
+    let f = fixture();
+    let sshd = Sshd::start(&[&f.key], "");
+    let other = f.dir.path().join("other_ecdsa");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let old = pubkey(&other);
+    let old = old.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let kh = f.dir.path().join("known_hosts");
+    let text = format!("10.1.1.1 {old}\n[127.0.0.1]:{} {old}\n", sshd.port);
+    std::fs::write(&kh, &text).unwrap();
+    // The oracle: OpenSSH refuses this with accept-new (and with yes) as a changed key.
+    let (ok, err) = real_ssh(sshd.port, &kh, &f.key, "accept-new");
+    assert!(!ok, "ssh connected: {err}");
+    assert!(
+        err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("Offending ECDSA key in {}:2", kh.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        text,
+        "ssh recorded nothing"
+    );
+    for policy in [HostKeyPolicy::AcceptNew, HostKeyPolicy::Strict] {
+        let e = connect(target(sshd.port, &kh, policy, Some(&f.key)), &no_agent())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"), "{e}");
+        assert!(
+            e.contains("ED25519") && e.contains("ECDSA") && e.contains("SHA256:"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("{}:2", kh.display())) && e.contains("ssh-keygen -R"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&kh).unwrap(),
+            text,
+            "{policy:?} must record nothing"
+        );
+    }
+}
+
+/// The command between backticks that starts with `start` in a message.
+fn hint<'a>(message: &'a str, start: &str) -> &'a str {
+    let at = message
+        .find(&format!("`{start}"))
+        .unwrap_or_else(|| panic!("no `{start}` hint in: {message}"));
+    let rest = &message[at + 1..];
+    &rest[..rest.find('`').unwrap()]
+}
+
+fn sh(cmd: &str) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn printed_hints_are_shell_quoted_and_work_when_pasted() {
+    let f = fixture();
+    let sshd = Sshd::start(&[&f.key], "");
+    let dir = f.dir.path().join("it's a dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kh = dir.join("known hosts");
+    // Unknown key: the ssh-keyscan hint (run against this loopback sshd) records it.
+    let e = connect(
+        target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)),
+        &no_agent(),
+    )
+    .unwrap_err()
+    .to_string();
+    let scan = hint(&e, "ssh-keyscan ");
+    let o = sh(scan);
+    assert!(o.status.success(), "{scan}: {o:?}");
+    let (note, _) = connect(
+        target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)),
+        &no_agent(),
+    )
+    .unwrap_or_else(|e| panic!("after `{scan}`: {e}"));
+    assert_eq!(note, None);
+    // Changed key: the ssh-keygen -R hint removes the old line.
+    let other = f.dir.path().join("other");
+    keygen(&other, "");
+    let old = pubkey(&other);
+    let old = old.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    std::fs::write(&kh, format!("# kept\n[127.0.0.1]:{} {old}\n", sshd.port)).unwrap();
+    let e = connect(
+        target(sshd.port, &kh, HostKeyPolicy::Strict, Some(&f.key)),
+        &no_agent(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("HAS CHANGED"), "{e}");
+    let remove = hint(&e, "ssh-keygen -R ");
+    let o = sh(remove);
+    assert!(o.status.success(), "{remove}: {o:?}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        "# kept\n",
+        "{remove}"
+    );
+}
+
 #[test]
 fn hashed_entries_in_the_users_known_hosts_are_honoured() {
     let f = fixture();
@@ -497,6 +633,34 @@ fn an_ssh_config_alias_with_proxyjump_goes_through_the_bastion() {
     drop(bastion);
     let e = connect(t, &no_agent()).unwrap_err().to_string();
     assert!(e.contains("jump host root@kb-bastion"), "{e}");
+}
+
+#[test]
+fn an_ssh_config_proxycommand_is_refused_before_connecting_naming_alias_and_line() {
+    let f = fixture();
+    let home = f.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let cfg = home.join(".ssh/config");
+    let pc = "Host kb-pc\n  HostName 127.0.0.1\n  ProxyCommand nc %h %p\n\
+              Host kb-t\n  HostName 127.0.0.1\n  ProxyJump kb-j\n\
+              Host kb-j\n  ProxyCommand ssh -W %h:%p elsewhere\n";
+    for (text, alias, line, what) in [
+        (pc, "kb-pc", 3, "\"kb-pc\" gets ProxyCommand"),
+        (pc, "kb-t", 8, "\"kb-j\" gets ProxyCommand"),
+        ("Host kb-port\n  Port 99999\n", "kb-ok", 2, "Port \"99999\""),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let host = inventory_host(f.dir.path(), alias, "");
+        let e = Target::from_host_with(&host, Duration::from_secs(10), Some(&cfg), Some(&home))
+            .unwrap_err();
+        assert!(
+            e.starts_with(&format!("hosts cp1: {}:{line}: ", cfg.display())) && e.contains(what),
+            "{alias}: {e}"
+        );
+    }
+    std::fs::write(&cfg, pc).unwrap();
+    let host = inventory_host(f.dir.path(), "kb-other", "");
+    Target::from_host_with(&host, Duration::from_secs(10), Some(&cfg), Some(&home)).unwrap();
 }
 
 #[test]

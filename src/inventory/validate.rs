@@ -425,14 +425,17 @@ fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, base: &str) -> SshLayer {
     l
 }
 
-/// The IP an `~/.ssh/config` alias's HostName names, if it names one.
-fn alias_host_ip(alias: &str, home: Option<&Path>) -> Option<IpAddr> {
-    let home = home?;
+/// The IP an `~/.ssh/config` alias's HostName names, if it names one; a configuration line
+/// kubestrap cannot follow is an error (file:line, what to do).
+fn alias_host_ip(
+    alias: &str,
+    home: Option<&Path>,
+) -> Result<Option<IpAddr>, crate::ssh::config::ConfigError> {
+    let Some(home) = home else { return Ok(None) };
     let cfg = home.join(".ssh/config");
-    crate::ssh::config::resolve(alias, &cfg, Some(home))
-        .host_name?
-        .parse()
-        .ok()
+    Ok(crate::ssh::config::resolve(alias, &cfg, Some(home))?
+        .host_name
+        .and_then(|h| h.parse().ok()))
 }
 
 fn merge(host: &SshLayer, defaults: &SshLayer, home: Option<&Path>) -> SshSettings {
@@ -942,8 +945,16 @@ pub(crate) fn validate(
                 Ok(ip) => Some((ip, *p, false)),
                 // An ~/.ssh/config alias whose HostName is an IP: that IP is the node's address.
                 Err(_) => match alias_host_ip(a, home) {
-                    Some(ip) => Some((ip, *p, false)),
-                    None => {
+                    Ok(Some(ip)) => Some((ip, *p, false)),
+                    Err(e) => {
+                        ctx.err(
+                            *p,
+                            &ipath,
+                            format!("address {a:?} is looked up in ~/.ssh/config, which kubestrap cannot follow: {e}"),
+                        );
+                        None
+                    }
+                    Ok(None) => {
                         ctx.err(
                             *p,
                             &ipath,

@@ -1,7 +1,10 @@
 //! The subset of OpenSSH's client configuration (`~/.ssh/config`) kubestrap honours, so a host's
 //! `address` can be an alias users already have: `HostName`, `User`, `Port`, `IdentityFile`,
-//! `ProxyJump` and `Include`, under `Host` patterns (`*`, `?`, `!negation`). As in OpenSSH the
-//! first value found for a keyword wins (`IdentityFile` accumulates); `Match` blocks are skipped.
+//! `ProxyJump` and `Include`, under `Host` patterns (`*`, `?`, `!negation`, case-sensitive,
+//! whitespace-separated). As in OpenSSH the first value found for a keyword wins (`IdentityFile`
+//! accumulates); `Match` blocks other than `Match all` are skipped. What kubestrap cannot follow
+//! (`ProxyCommand`, `CanonicalizeHostname yes`) and what ssh itself refuses (a bad `Port`, a
+//! keyword without its value) are errors naming the file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +19,79 @@ pub struct HostConfig {
     pub proxy_jump: Option<String>,
 }
 
+/// A configuration line kubestrap will not guess about: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// `Keyword` with nothing after it.
+    MissingValue { keyword: String },
+    /// A one-value keyword with more after it.
+    ExtraValues { keyword: String },
+    /// `Port` that is no number in 1..=65535 (nor a service name).
+    BadPort { value: String },
+    /// `ProxyJump` that does not parse.
+    BadProxyJump { value: String, reason: String },
+    /// An option that applies to `alias` and would make `ssh alias` connect somewhere kubestrap
+    /// cannot follow (ProxyCommand, CanonicalizeHostname).
+    Unsupported {
+        alias: String,
+        keyword: String,
+        value: String,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        match &self.problem {
+            Problem::MissingValue { keyword } => write!(
+                f,
+                "{keyword} has no value; give one or delete the line (ssh refuses this file too)"
+            ),
+            Problem::ExtraValues { keyword } => write!(
+                f,
+                "{keyword} takes one value, this line has more; keep one (ssh refuses this file too)"
+            ),
+            Problem::BadPort { value } => write!(
+                f,
+                "Port {value:?} is not a port; write a number from 1 to 65535 (ssh refuses this file too)"
+            ),
+            Problem::BadProxyJump { value, reason } => write!(
+                f,
+                "ProxyJump {value:?} is not a list of jump hosts ({reason}); write [user@]host[:port][,...] or none"
+            ),
+            Problem::Unsupported {
+                alias,
+                keyword,
+                value,
+            } if keyword == "ProxyCommand" => write!(
+                f,
+                "host {alias:?} gets ProxyCommand {value:?} here, which kubestrap cannot run (it opens its own \
+                 connections), so it would not connect where `ssh {alias}` does. Use ProxyJump (or ssh.bastion in \
+                 the inventory) instead, or put `ProxyCommand none` in a Host {alias} block before this line"
+            ),
+            Problem::Unsupported {
+                alias,
+                keyword,
+                value,
+            } => write!(
+                f,
+                "host {alias:?} gets {keyword} {value} here, which kubestrap does not do, so it might not connect \
+                 where `ssh {alias}` does. Set HostName to the full name, or `{keyword} no`, in a Host {alias} block \
+                 before this line"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// `~/.ssh/config` of the user running kubestrap (`$HOME`), if there is one.
 pub fn user_config_path() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
@@ -25,56 +101,163 @@ pub fn user_config_path() -> Option<PathBuf> {
 
 /// Resolve `alias` through the configuration file at `path` (a missing file gives the empty
 /// result). `home` expands `~` and anchors relative `Include` paths (`~/.ssh/`).
-pub fn resolve(alias: &str, path: &Path, home: Option<&Path>) -> HostConfig {
+///
+/// As `ssh` does: `Host` patterns are whitespace-separated (a comma is part of the pattern) and
+/// match the alias case-sensitively; every line is checked, in blocks that do not apply and in
+/// files they include too, so a bad `Port` or a keyword without its value is an error wherever it
+/// is. An option that applies and would make `ssh` connect somewhere kubestrap cannot follow
+/// (`ProxyCommand` other than `none`; `CanonicalizeHostname yes|always` with `CanonicalDomains`,
+/// unless ssh would skip it for a ProxyJump) is an error naming the alias, never silently ignored.
+pub fn resolve(alias: &str, path: &Path, home: Option<&Path>) -> Result<HostConfig, ConfigError> {
     let mut out = HostConfig::default();
     let mut st = State {
         alias,
         home,
         out: &mut out,
+        proxy_set: false,
+        canonicalize: None,
+        canonical_domains: false,
     };
-    st.file(path, 0);
+    st.file(path, 0, false)?;
+    // ssh canonicalizes only with CanonicalDomains, and through a proxy only when `always`.
+    let (canonicalize, domains) = (st.canonicalize, st.canonical_domains);
+    if let Some(e) = canonicalize {
+        let direct = out.proxy_jump.as_deref().is_none_or(|j| j == "none");
+        if let Problem::Unsupported { value, .. } = &e.problem {
+            if domains && (value == "always" || (direct && (value == "yes" || value == "true"))) {
+                return Err(e);
+            }
+        }
+    }
     let cfg = &mut out;
     // %h in HostName is the alias itself.
     if let Some(h) = &cfg.host_name {
         cfg.host_name = Some(h.replace("%h", alias).replace("%%", "%"));
     }
-    out
+    Ok(out)
 }
 
 struct State<'a> {
     alias: &'a str,
     home: Option<&'a Path>,
     out: &'a mut HostConfig,
+    /// ProxyJump or ProxyCommand seen (the first of either wins, as in ssh).
+    proxy_set: bool,
+    /// The first CanonicalizeHostname that applies, as the error it is when it takes effect.
+    canonicalize: Option<ConfigError>,
+    /// Some CanonicalDomains applies.
+    canonical_domains: bool,
 }
 
+/// The keywords kubestrap reads, as the manual spells them (for messages).
+const KEYWORDS: &[&str] = &[
+    "HostName",
+    "User",
+    "Port",
+    "ProxyJump",
+    "ProxyCommand",
+    "IdentityFile",
+    "Include",
+    "CanonicalizeHostname",
+];
+/// Those that take exactly one value.
+const ONE_VALUE: &[&str] = &[
+    "hostname",
+    "user",
+    "port",
+    "proxyjump",
+    "canonicalizehostname",
+];
+
 impl State<'_> {
-    fn file(&mut self, path: &Path, depth: usize) {
+    /// Read one file. `never_match`: it is included from a block that does not apply, so it is
+    /// only checked for errors (ssh's SSHCONF_NEVERMATCH).
+    fn file(&mut self, path: &Path, depth: usize, never_match: bool) -> Result<(), ConfigError> {
         let Ok(text) = std::fs::read_to_string(path) else {
-            return;
+            return Ok(());
         };
         // Lines before the first Host/Match apply to every host.
-        let mut active = true;
-        for line in text.lines() {
-            let Some((key, args)) = split_line(line) else {
+        let mut active = !never_match;
+        for (i, line) in text.lines().enumerate() {
+            let Some((key, rest, args)) = split_line(line) else {
                 continue;
             };
+            let fail = |problem| ConfigError {
+                file: path.to_path_buf(),
+                line: i + 1,
+                problem,
+            };
+            let spelled = || {
+                KEYWORDS
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(&key))
+                    .map_or(key.clone(), |k| k.to_string())
+            };
+            if KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(&key)) {
+                if args.is_empty() {
+                    return Err(fail(Problem::MissingValue { keyword: spelled() }));
+                }
+                if args.len() > 1 && ONE_VALUE.contains(&key.as_str()) {
+                    return Err(fail(Problem::ExtraValues { keyword: spelled() }));
+                }
+            }
+            let value = args.first().cloned().unwrap_or_default();
             match key.as_str() {
-                "host" => active = host_matches(self.alias, &args),
-                "match" => active = args.len() == 1 && args[0].eq_ignore_ascii_case("all"),
-                "include" if active && depth < 16 => {
+                "host" => active = !never_match && host_matches(self.alias, &args),
+                "match" => {
+                    active = !never_match && args.len() == 1 && args[0].eq_ignore_ascii_case("all")
+                }
+                "include" if depth < 16 => {
                     for a in &args {
                         for f in self.include_files(a) {
-                            self.file(&f, depth + 1);
+                            self.file(&f, depth + 1, !active)?;
                         }
                     }
                 }
+                "port" => {
+                    let port = parse_port(&value).ok_or_else(|| {
+                        fail(Problem::BadPort {
+                            value: value.clone(),
+                        })
+                    })?;
+                    if active && self.out.port.is_none() {
+                        self.out.port = Some(port);
+                    }
+                }
+                "proxyjump" => {
+                    parse_jumps(&value).map_err(|reason| {
+                        fail(Problem::BadProxyJump {
+                            value: value.clone(),
+                            reason,
+                        })
+                    })?;
+                    if active && !self.proxy_set {
+                        self.proxy_set = true;
+                        self.out.proxy_jump = Some(value);
+                    }
+                }
+                "proxycommand" if active && !self.proxy_set => {
+                    self.proxy_set = true;
+                    // The command is the rest of the line, as written.
+                    if !rest.eq_ignore_ascii_case("none") {
+                        return Err(fail(Problem::Unsupported {
+                            alias: self.alias.to_string(),
+                            keyword: "ProxyCommand".into(),
+                            value: rest,
+                        }));
+                    }
+                }
+                "canonicalizehostname" if active && self.canonicalize.is_none() => {
+                    self.canonicalize = Some(fail(Problem::Unsupported {
+                        alias: self.alias.to_string(),
+                        keyword: "CanonicalizeHostname".into(),
+                        value: value.to_ascii_lowercase(),
+                    }));
+                }
+                "canonicaldomains" if active => self.canonical_domains = true,
                 _ if !active => {}
                 "hostname" => set(&mut self.out.host_name, args.first()),
                 "user" => set(&mut self.out.user, args.first()),
-                "port" if self.out.port.is_none() => {
-                    self.out.port = args.first().and_then(|p| p.parse().ok());
-                }
-                "proxyjump" => set(&mut self.out.proxy_jump, args.first()),
                 "identityfile" => {
                     for a in &args {
                         let p = self.expand(a);
@@ -86,6 +269,7 @@ impl State<'_> {
                 _ => {}
             }
         }
+        Ok(())
     }
 
     fn expand(&self, s: &str) -> PathBuf {
@@ -138,8 +322,9 @@ fn set(slot: &mut Option<String>, v: Option<&String>) {
     }
 }
 
-/// `Keyword args...` or `Keyword=args`, keyword lower-cased; comments and blank lines give None.
-fn split_line(line: &str) -> Option<(String, Vec<String>)> {
+/// `Keyword args...` or `Keyword=args`: the keyword lower-cased, the rest of the line as written
+/// (trailing blanks dropped) and its arguments; comments and blank lines give None.
+fn split_line(line: &str) -> Option<(String, String, Vec<String>)> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -149,8 +334,31 @@ fn split_line(line: &str) -> Option<(String, Vec<String>)> {
         .unwrap_or(line.len());
     let key = line[..end].to_ascii_lowercase();
     let rest = line[end..].trim_start();
-    let rest = rest.strip_prefix('=').unwrap_or(rest);
-    Some((key, split_args(rest)))
+    let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+    Some((key, rest.to_string(), split_args(rest)))
+}
+
+/// OpenSSH's a2port: a number from 1 to 65535, or a TCP service name from the services database
+/// (`Port ssh` is 22).
+fn parse_port(s: &str) -> Option<u16> {
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'+' || b == b'-')
+    {
+        return s.parse::<u16>().ok().filter(|p| *p != 0);
+    }
+    let name = std::ffi::CString::new(s).ok()?;
+    // getservbyname returns a pointer into static storage: one caller at a time.
+    static SERV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SERV.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: both arguments are NUL-terminated; the result is read before the lock is released.
+    let port = unsafe {
+        let se = libc::getservbyname(name.as_ptr(), c"tcp".as_ptr());
+        if se.is_null() {
+            return None;
+        }
+        u16::from_be((*se).s_port as u16)
+    };
+    (port != 0).then_some(port)
 }
 
 /// Whitespace-separated arguments, double quotes group.
@@ -183,18 +391,17 @@ fn split_args(s: &str) -> Vec<String> {
     out
 }
 
-/// A `Host` line's patterns: some positive pattern matches and no negated one does.
+/// A `Host` line's patterns (whitespace-separated; a comma is part of a pattern, as in ssh):
+/// some positive pattern matches and no negated one does. Case-sensitive, as ssh matches them.
 fn host_matches(host: &str, patterns: &[String]) -> bool {
     let mut hit = false;
     for p in patterns {
-        for p in p.split(',') {
-            if let Some(neg) = p.strip_prefix('!') {
-                if wildcard(&neg.to_ascii_lowercase(), &host.to_ascii_lowercase()) {
-                    return false;
-                }
-            } else if wildcard(&p.to_ascii_lowercase(), &host.to_ascii_lowercase()) {
-                hit = true;
+        if let Some(neg) = p.strip_prefix('!') {
+            if wildcard(neg, host) {
+                return false;
             }
+        } else if wildcard(p, host) {
+            hit = true;
         }
     }
     hit
@@ -282,98 +489,5 @@ fn parse_jump(s: &str) -> Result<JumpSpec, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard("*", "anything"));
-        assert!(wildcard("lab-*", "lab-cp1"));
-        assert!(!wildcard("lab-*", "xlab-cp1"));
-        assert!(wildcard("node?", "node1"));
-        assert!(!wildcard("node?", "node12"));
-        assert!(wildcard("*.example.*", "a.example.org"));
-        assert!(wildcard("a*b*c", "aXXbYYc"));
-        assert!(!wildcard("a*b*c", "aXXbYY"));
-    }
-
-    #[test]
-    fn alias_resolution_first_value_wins_and_patterns_apply() {
-        let d = tempfile::tempdir().unwrap();
-        let home = d.path();
-        std::fs::create_dir_all(home.join(".ssh/conf.d")).unwrap();
-        std::fs::write(
-            home.join(".ssh/conf.d/10-lab.conf"),
-            "Host lab-*\n  ProxyJump jump@bastion.example:2200\n  IdentityFile ~/.ssh/lab_key\n",
-        )
-        .unwrap();
-        let cfg = home.join(".ssh/config");
-        std::fs::write(
-            &cfg,
-            "# comment\n\
-             Include conf.d/*.conf\n\
-             Host lab-cp1 !lab-cp9\n\
-             \tHostName 10.1.2.3\n\
-             \tUser=ops\n\
-             \tPort 2222\n\
-             Host lab-w?\n\
-             \tHostName %h.lab.internal\n\
-             Host *\n\
-             \tUser fallback\n\
-             \tPort 22\n\
-             \tIdentityFile \"%d/.ssh/id_ed25519\"\n\
-             Match exec \"false\"\n\
-             \tUser never\n",
-        )
-        .unwrap();
-        let r = resolve("lab-cp1", &cfg, Some(home));
-        assert_eq!(r.host_name.as_deref(), Some("10.1.2.3"));
-        assert_eq!(r.user.as_deref(), Some("ops"));
-        assert_eq!(r.port, Some(2222));
-        assert_eq!(r.proxy_jump.as_deref(), Some("jump@bastion.example:2200"));
-        assert_eq!(
-            r.identity_files,
-            vec![home.join(".ssh/lab_key"), home.join(".ssh/id_ed25519")]
-        );
-
-        let r = resolve("lab-w1", &cfg, Some(home));
-        assert_eq!(r.host_name.as_deref(), Some("lab-w1.lab.internal"));
-        assert_eq!(r.user.as_deref(), Some("fallback"));
-        assert_eq!(r.port, Some(22));
-
-        // Negated pattern: lab-cp9 is excluded from the first block but still gets Host *.
-        let r = resolve("lab-cp9", &cfg, Some(home));
-        assert_eq!(r.host_name, None);
-        assert_eq!(r.user.as_deref(), Some("fallback"));
-
-        let r = resolve("other", &cfg, Some(home));
-        assert_eq!(r.proxy_jump, None);
-        assert_eq!(r.user.as_deref(), Some("fallback"));
-
-        // No file: nothing.
-        assert_eq!(
-            resolve("x", &home.join("nope"), Some(home)),
-            HostConfig::default()
-        );
-    }
-
-    #[test]
-    fn jump_specs() {
-        assert_eq!(
-            parse_jumps("ops@10.0.0.1:2222").unwrap(),
-            vec![JumpSpec {
-                user: Some("ops".into()),
-                host: "10.0.0.1".into(),
-                port: Some(2222)
-            }]
-        );
-        let two = parse_jumps("a, b@[fe80::1]:22").unwrap();
-        assert_eq!(two.len(), 2);
-        assert_eq!(two[0].host, "a");
-        assert_eq!(two[1].host, "fe80::1");
-        assert_eq!(two[1].port, Some(22));
-        assert!(parse_jumps("none").unwrap().is_empty());
-        assert!(parse_jumps("h:0").is_err());
-        assert!(parse_jumps("u@").is_err());
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

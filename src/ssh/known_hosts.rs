@@ -30,11 +30,14 @@ pub enum Check {
     Known(Place),
     /// A key of the same type is recorded for this host, with other material.
     Changed(Place),
-    /// The key is marked `@revoked`.
+    /// The key is marked `@revoked` (this wins over any line that records it, in any file).
     Revoked(Place),
-    /// Nothing recorded for this host and key type. `other_types` lists lines holding keys of
-    /// other types for the host (informational).
-    Unknown { other_types: Vec<Place> },
+    /// No key of this type is recorded for the host, but one of another type is (the first such
+    /// line, and its type as OpenSSH names it, e.g. `ECDSA`). OpenSSH treats this as a changed
+    /// host key ("REMOTE HOST IDENTIFICATION HAS CHANGED") whatever StrictHostKeyChecking says.
+    OtherType { place: Place, recorded: String },
+    /// Nothing recorded for this host.
+    Unknown,
 }
 
 /// The name OpenSSH looks up: `host` on port 22, else `[host]:port`.
@@ -46,12 +49,33 @@ pub fn host_field(host: &str, port: u16) -> String {
     }
 }
 
-/// Check `key` for `host:port` against `files` in order (missing files are skipped).
-/// Unreadable files are an error naming the file.
+/// A key type as OpenSSH's messages name it ("ED25519", "ECDSA", "RSA", ...).
+pub fn key_type_name(key: &PublicKey) -> &'static str {
+    algorithm_name(&key.algorithm())
+}
+
+fn algorithm_name(alg: &keys::Algorithm) -> &'static str {
+    use keys::Algorithm as A;
+    match alg {
+        A::Ed25519 => "ED25519",
+        A::Ecdsa { .. } => "ECDSA",
+        A::Rsa { .. } => "RSA",
+        A::Dsa => "DSA",
+        A::SkEd25519 => "ED25519-SK",
+        A::SkEcdsaSha2NistP256 => "ECDSA-SK",
+        _ => "unknown-type",
+    }
+}
+
+/// Check `key` for `host:port` against `files` (missing files are skipped), as OpenSSH does:
+/// every file is read; a matching `@revoked` key wins, then a line recording the key, then a line
+/// with another key of the same type (changed), then a line with a key of another type. The host
+/// name is lower-cased first, as `ssh` does before looking it up (this matters for hashed lines,
+/// which `ssh-keygen -H` writes from the lower-cased name). Unreadable files are an error
+/// naming the file.
 pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Result<Check, String> {
-    let name = host_field(host, port);
-    let mut changed = None;
-    let mut other_types = Vec::new();
+    let name = host_field(&host.to_ascii_lowercase(), port);
+    let (mut known, mut changed, mut other_type) = (None, None, None);
     for file in files {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
@@ -66,44 +90,46 @@ pub fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Resul
             let Some(entry) = parse_line(line) else {
                 continue;
             };
+            let same = entry
+                .key
+                .as_ref()
+                .is_some_and(|k| k.key_data() == key.key_data());
             match entry.marker {
                 Marker::CertAuthority => continue,
-                Marker::Revoked => {
-                    if entry
-                        .key
-                        .as_ref()
-                        .is_some_and(|k| k.key_data() == key.key_data())
-                    {
-                        return Ok(Check::Revoked(place()));
-                    }
-                    continue;
-                }
+                // A revoked key is refused for every host, whatever its host field says.
+                Marker::Revoked if same => return Ok(Check::Revoked(place())),
+                Marker::Revoked => continue,
                 Marker::None => {}
             }
             if !hosts_match(entry.hosts, &name) {
                 continue;
             }
             let Some(k) = entry.key else { continue };
-            if k.key_data() == key.key_data() {
-                return Ok(Check::Known(place()));
-            }
-            if k.algorithm() == key.algorithm() {
+            if same {
+                known.get_or_insert_with(place);
+            } else if k.algorithm() == key.algorithm() {
                 changed.get_or_insert_with(place);
             } else {
-                other_types.push(place());
+                other_type.get_or_insert_with(|| (place(), algorithm_name(&k.algorithm())));
             }
         }
     }
-    Ok(match changed {
-        Some(p) => Check::Changed(p),
-        None => Check::Unknown { other_types },
+    Ok(match (known, changed, other_type) {
+        (Some(p), _, _) => Check::Known(p),
+        (None, Some(p), _) => Check::Changed(p),
+        (None, None, Some((place, recorded))) => Check::OtherType {
+            place,
+            recorded: recorded.to_string(),
+        },
+        (None, None, None) => Check::Unknown,
     })
 }
 
 static APPEND: Mutex<()> = Mutex::new(());
 
 /// Record `key` for `host:port` at the end of `file` (created 0600 with a 0700 directory when
-/// missing), the way `ssh` does with `StrictHostKeyChecking accept-new`. Returns the line number.
+/// missing), the way `ssh` does with `StrictHostKeyChecking accept-new` (the host lower-cased, as
+/// ssh writes it). Returns the line number.
 pub fn learn(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<usize, String> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -121,7 +147,7 @@ pub fn learn(host: &str, port: u16, key: &PublicKey, file: &Path) -> Result<usiz
     let existing = std::fs::read(file).unwrap_or_default();
     let mut line = format!(
         "{} {}\n",
-        host_field(host, port),
+        host_field(&host.to_ascii_lowercase(), port),
         key.to_openssh()
             .map_err(|e| format!("cannot encode the host key: {e}"))?
     );
@@ -178,8 +204,8 @@ fn parse_line(line: &str) -> Option<Entry<'_>> {
     })
 }
 
-/// A host field matches `name`: hashed (`|1|salt|hash`, HMAC-SHA1 of the name) or a pattern list
-/// where a positive pattern matches and no negated one does.
+/// A host field matches `name` (already lower-cased): hashed (`|1|salt|hash`, HMAC-SHA1 of the
+/// name) or a pattern list where a positive pattern matches and no negated one does.
 fn hosts_match(field: &str, name: &str) -> bool {
     if let Some(h) = field.strip_prefix("|1|") {
         return hashed_match(h, name);
@@ -261,24 +287,18 @@ mod tests {
         );
         assert_eq!(
             check("10.0.0.1", 22, &a, &files).unwrap(),
-            Check::Unknown {
-                other_types: vec![]
-            },
+            Check::Unknown,
             "another port is another host"
         );
         assert_eq!(check("OTHER", 22, &b, &files).unwrap(), Check::Known(at(4)));
         assert_eq!(check("x.lab", 22, &a, &files).unwrap(), Check::Known(at(5)));
-        assert_eq!(
-            check("bad.lab", 22, &a, &files).unwrap(),
-            Check::Unknown {
-                other_types: vec![]
-            }
-        );
-        // A key of another type is not a changed key.
+        assert_eq!(check("bad.lab", 22, &a, &files).unwrap(), Check::Unknown);
+        // A key of another type is not a changed key of the same type.
         assert_eq!(
             check("10.0.0.5", 22, &a, &files).unwrap(),
-            Check::Unknown {
-                other_types: vec![at(6)]
+            Check::OtherType {
+                place: at(6),
+                recorded: "ECDSA".into()
             }
         );
         assert_eq!(
@@ -286,12 +306,7 @@ mod tests {
             Check::Known(at(6))
         );
         // @cert-authority lines never match plain keys.
-        assert_eq!(
-            check("a.corp", 22, &b, &files).unwrap(),
-            Check::Unknown {
-                other_types: vec![]
-            }
-        );
+        assert_eq!(check("a.corp", 22, &b, &files).unwrap(), Check::Unknown);
     }
 
     #[test]
@@ -323,10 +338,7 @@ mod tests {
         assert!(
             matches!(check("10.0.0.2", 22, &a, &files).unwrap(), Check::Changed(p) if p.line == 2)
         );
-        assert!(matches!(
-            check("10.0.0.1", 22, &a, &files).unwrap(),
-            Check::Unknown { .. }
-        ));
+        assert_eq!(check("10.0.0.1", 22, &a, &files).unwrap(), Check::Unknown);
 
         let rev = d.path().join("revoked");
         std::fs::write(&rev, format!("@revoked * {btext}\n")).unwrap();
@@ -335,6 +347,110 @@ mod tests {
             check("10.0.0.2", 22, &b, &files).unwrap(),
             Check::Revoked(Place { file: rev, line: 1 })
         );
+    }
+
+    #[test]
+    fn revoked_wins_over_a_plain_line_for_the_same_key() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, atext) = keygen(d.path(), "a", "ed25519");
+        let kh = d.path().join("known_hosts");
+        // The plain line comes first; OpenSSH still refuses the key (ssh says "was revoked").
+        std::fs::write(&kh, format!("10.0.0.2 {atext}\n@revoked * {atext}\n")).unwrap();
+        assert_eq!(
+            check("10.0.0.2", 22, &a, std::slice::from_ref(&kh)).unwrap(),
+            Check::Revoked(Place {
+                file: kh.clone(),
+                line: 2
+            })
+        );
+        // Across files too: known in the inventory's file, revoked in the user's.
+        let known = d.path().join("inventory_known_hosts");
+        std::fs::write(&known, format!("10.0.0.2 {atext}\n")).unwrap();
+        let rev = d.path().join("user_known_hosts");
+        std::fs::write(&rev, format!("# revoked\n@revoked 10.0.0.* {atext}\n")).unwrap();
+        assert_eq!(
+            check("10.0.0.2", 22, &a, &[known, rev.clone()]).unwrap(),
+            Check::Revoked(Place { file: rev, line: 2 })
+        );
+    }
+
+    #[test]
+    fn hashed_lookups_lowercase_the_host_like_ssh() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, atext) = keygen(d.path(), "a", "ed25519");
+        let (b, btext) = keygen(d.path(), "b", "ed25519");
+        let kh = d.path().join("known_hosts");
+        std::fs::write(
+            &kh,
+            format!("MyHost.Example {atext}\n[Lab-CP1.Example]:2222 {btext}\n"),
+        )
+        .unwrap();
+        let o = std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&kh)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let text = std::fs::read_to_string(&kh).unwrap();
+        assert!(!text.to_lowercase().contains("example"), "{text}");
+        // ssh-keygen hashed the lower-cased names (ssh lower-cases the host before looking it up).
+        for name in ["myhost.example", "[lab-cp1.example]:2222"] {
+            let o = std::process::Command::new("ssh-keygen")
+                .args(["-F", name, "-f"])
+                .arg(&kh)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "ssh-keygen -F {name}: {o:?}");
+        }
+        let files = vec![kh.clone()];
+        let at = |line| Place {
+            file: kh.clone(),
+            line,
+        };
+        for host in ["MyHost.Example", "myhost.example", "MYHOST.EXAMPLE"] {
+            assert_eq!(
+                check(host, 22, &a, &files).unwrap(),
+                Check::Known(at(1)),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            check("Lab-CP1.example", 2222, &b, &files).unwrap(),
+            Check::Known(at(2))
+        );
+        assert_eq!(
+            check("LAB-CP1.EXAMPLE", 2222, &a, &files).unwrap(),
+            Check::Changed(at(2))
+        );
+        // What kubestrap records is what ssh would record: the lower-cased name.
+        let learned = d.path().join("learned");
+        learn("MyHost.Example", 2200, &a, &learned).unwrap();
+        let text = std::fs::read_to_string(&learned).unwrap();
+        assert!(
+            text.starts_with("[myhost.example]:2200 ssh-ed25519 "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_host_known_only_by_a_key_of_another_type_is_not_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, _) = keygen(d.path(), "a", "ed25519");
+        let (_, etext) = keygen(d.path(), "e", "ecdsa");
+        let kh = d.path().join("known_hosts");
+        std::fs::write(&kh, format!("other {etext}\n[10.0.0.5]:2222 {etext}\n")).unwrap();
+        assert_eq!(
+            check("10.0.0.5", 2222, &a, std::slice::from_ref(&kh)).unwrap(),
+            Check::OtherType {
+                place: Place {
+                    file: kh.clone(),
+                    line: 2
+                },
+                recorded: "ECDSA".into(),
+            }
+        );
+        assert_eq!(key_type_name(&a), "ED25519");
     }
 
     #[test]

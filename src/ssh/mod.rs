@@ -105,10 +105,12 @@ impl Target {
     ) -> Result<Target, String> {
         let s = &host.ssh;
         let resolve = |alias: &str| match ssh_config {
-            Some(p) => config::resolve(alias, p, home),
-            None => config::HostConfig::default(),
+            Some(p) => {
+                config::resolve(alias, p, home).map_err(|e| format!("hosts {}: {e}", host.name))
+            }
+            None => Ok(config::HostConfig::default()),
         };
-        let cfg = resolve(&host.address);
+        let cfg = resolve(&host.address)?;
         let env = |field: &str, var: &Option<String>| -> Result<Option<String>, String> {
             match var {
                 None => Ok(None),
@@ -148,7 +150,7 @@ impl Target {
             for j in config::parse_jumps(spec)
                 .map_err(|e| format!("hosts {}: {field}: {e}", host.name))?
             {
-                let jc = resolve(&j.host);
+                let jc = resolve(&j.host)?;
                 let mut files: Vec<PathBuf> = s.identity_file.iter().cloned().collect();
                 files.extend(jc.identity_files.iter().cloned());
                 jumps.push(Jump {
@@ -244,7 +246,14 @@ enum KeyVerdict {
     Unchecked(String),
     Unknown {
         fingerprint: String,
-        other_types: Vec<known_hosts::Place>,
+    },
+    /// Only keys of another type are recorded for the host: refused as a changed key, whatever
+    /// the policy (as OpenSSH does).
+    OtherType {
+        fingerprint: String,
+        offered: &'static str,
+        recorded: String,
+        place: known_hosts::Place,
     },
     Changed {
         fingerprint: String,
@@ -277,7 +286,13 @@ impl ClientHandler {
             Ok(known_hosts::Check::Known(_)) => KeyVerdict::Known,
             Ok(known_hosts::Check::Changed(place)) => KeyVerdict::Changed { fingerprint, place },
             Ok(known_hosts::Check::Revoked(place)) => KeyVerdict::Revoked { fingerprint, place },
-            Ok(known_hosts::Check::Unknown { .. }) if self.policy == HostKeyPolicy::AcceptNew => {
+            Ok(known_hosts::Check::OtherType { place, recorded }) => KeyVerdict::OtherType {
+                fingerprint,
+                offered: known_hosts::key_type_name(key),
+                recorded,
+                place,
+            },
+            Ok(known_hosts::Check::Unknown) if self.policy == HostKeyPolicy::AcceptNew => {
                 let file = &self.files[0];
                 match known_hosts::learn(&self.address, self.port, key, file) {
                     Ok(line) => KeyVerdict::Learned {
@@ -290,10 +305,7 @@ impl ClientHandler {
                     Err(e) => KeyVerdict::Error(e),
                 }
             }
-            Ok(known_hosts::Check::Unknown { other_types }) => KeyVerdict::Unknown {
-                fingerprint,
-                other_types,
-            },
+            Ok(known_hosts::Check::Unknown) => KeyVerdict::Unknown { fingerprint },
         }
     }
 }
@@ -637,6 +649,7 @@ async fn open(
             return Err(match &verdict {
                 Some(
                     v @ (KeyVerdict::Unknown { .. }
+                    | KeyVerdict::OtherType { .. }
                     | KeyVerdict::Changed { .. }
                     | KeyVerdict::Revoked { .. }
                     | KeyVerdict::Error(_)),
@@ -1079,33 +1092,54 @@ impl Session {
 fn host_key_message(target: &Target, ep: &Endpoint<'_>, v: &KeyVerdict) -> String {
     let kh = target.known_hosts_file.display();
     let host = known_hosts::host_field(ep.address, ep.port);
-    let port = if ep.port == 22 {
-        String::new()
-    } else {
-        format!("-p {} ", ep.port)
+    // Hints are commands to paste: everything interpolated is shell-quoted.
+    let q_path = |p: &Path| shell_quote(&p.to_string_lossy());
+    let remove = |place: &known_hosts::Place| {
+        format!(
+            "`ssh-keygen -R {} -f {}`",
+            shell_quote(&known_hosts::host_field(
+                &ep.address.to_ascii_lowercase(),
+                ep.port
+            )),
+            q_path(&place.file)
+        )
     };
     match v {
-        KeyVerdict::Unknown {
-            fingerprint,
-            other_types,
-        } => {
-            let others = match other_types.first() {
-                Some(p) => format!(" (a key of another type is recorded at {p})"),
-                None => String::new(),
+        KeyVerdict::Unknown { fingerprint } => {
+            let port = if ep.port == 22 {
+                String::new()
+            } else {
+                format!("-p {} ", ep.port)
             };
             format!(
-                "host key of {host} is not known: {fingerprint}{others}. Verify that fingerprint \
+                "host key of {host} is not known: {fingerprint}. Verify that fingerprint \
                  (on the host: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then add the key to {kh} \
-                 (`ssh-keyscan {port}{} >> {kh}`), or set `ssh.hostKeyPolicy: accept-new` to record it on first use",
-                ep.address
+                 (`ssh-keyscan {port}{} >> {}`), or set `ssh.hostKeyPolicy: accept-new` to record it on first use",
+                shell_quote(ep.address),
+                q_path(&target.known_hosts_file)
             )
         }
-        KeyVerdict::Changed { fingerprint, place } => format!(
-            "HOST KEY OF {host} HAS CHANGED (now {fingerprint}; the old key is at {place}). This can be a rebuilt VM \
-             or an attack. If the host was rebuilt, remove line {} of {} (`ssh-keygen -R '{host}' -f {}`) and run again",
+        KeyVerdict::OtherType {
+            fingerprint,
+            offered,
+            recorded,
+            place,
+        } => format!(
+            "REMOTE HOST IDENTIFICATION HAS CHANGED for {host}: it sent a host key of type {offered} ({fingerprint}), \
+             but none of that type is recorded for it, only one of type {recorded} (offending {recorded} key in {place}). \
+             This can be a rebuilt host or an attack (man-in-the-middle); as ssh does, kubestrap refuses it whatever \
+             ssh.hostKeyPolicy says, and recorded nothing. If the host was rebuilt, verify the new fingerprint \
+             (on the host: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), remove line {} of {} ({}) and run again",
             place.line,
             place.file.display(),
-            place.file.display()
+            remove(place)
+        ),
+        KeyVerdict::Changed { fingerprint, place } => format!(
+            "HOST KEY OF {host} HAS CHANGED (now {fingerprint}; the old key is at {place}). This can be a rebuilt VM \
+             or an attack. If the host was rebuilt, remove line {} of {} ({}) and run again",
+            place.line,
+            place.file.display(),
+            remove(place)
         ),
         KeyVerdict::Revoked { fingerprint, place } => format!(
             "host key {fingerprint} of {host} is REVOKED ({place} marks it @revoked); refusing to connect"
