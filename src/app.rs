@@ -43,6 +43,7 @@ pub fn main(cli: Cli) -> i32 {
         match cli.command {
             Command::Up(c) => up(c).await,
             Command::Check(c) => check(c).await,
+            Command::Plan(c) => crate::commands::plan::plan(c).await,
             Command::Kubeconfig(c) => kubeconfig(c).await,
             Command::Reset(a) => reset(a).await,
             Command::Exec(a) => exec(a).await,
@@ -52,7 +53,7 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 /// Load and validate the inventory, derive the plan, prepare the state folder.
-fn load(
+pub(crate) fn load(
     common: &Common,
     hosts_filter: Option<&dyn Fn(&crate::plan::Node) -> bool>,
 ) -> Result<Run, i32> {
@@ -230,7 +231,7 @@ async fn stop_interrupted(run: &mut Run) -> i32 {
     .await
 }
 
-async fn close_all(run: &Run) {
+pub(crate) async fn close_all(run: &Run) {
     for h in &run.hosts {
         if let Some(s) = &h.session {
             s.close().await;

@@ -36,6 +36,9 @@ pub enum Command {
     Up(Common),
     /// Connect to every host and run the preflight checks; change nothing.
     Check(Common),
+    /// Show what `up` would change on every host and in the cluster, changing nothing.
+    /// Exit code 0: no changes; 3: changes pending; 1: a host failed; 2: bad input.
+    Plan(Common),
     /// Print the admin kubeconfig (fetched from the control plane if not in the state folder).
     Kubeconfig(Common),
     /// Take hosts out of the cluster and undo kubeadm on them (the whole cluster when no --host).

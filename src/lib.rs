@@ -32,6 +32,7 @@ macro_rules! errln {
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod inventory;
 pub mod pki;
 pub mod plan;

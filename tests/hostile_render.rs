@@ -102,6 +102,13 @@ impl Sandbox {
     /// Run `script` (a rendered remote script) as the host would: `sh -s`, with the PATH the
     /// helper library sets pointed at the stubs. Returns (exit status, stderr).
     fn run(&self, label: &str, script: &str) -> (Option<i32>, String) {
+        let (code, _, stderr, _) = self.run_full(label, script);
+        (code, stderr)
+    }
+
+    /// `run`, also returning stdout and what the script left in the sandbox's writable
+    /// directories (`find` after it ended).
+    fn run_full(&self, label: &str, script: &str) -> (Option<i32>, String, String, String) {
         const LIB_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
         let bin = self.dir.join("bin");
         let script = if script.contains(LIB_PATH) {
@@ -123,9 +130,12 @@ impl Sandbox {
                [ -d \"$d\" ] && mount -t tmpfs kubestrap-sandbox \"$d\"\n\
              done\n\
              cd /\n\
-             exec env -i PATH={bin} HOME=/root sh -s < {file}\n",
+             rc=0; env -i PATH={bin} HOME=/root sh -s < {file} || rc=$?\n\
+             find /etc /var /run /tmp /root /opt /home /srv /usr/local -mindepth 1 ! -path '/run/mount*' > {left} 2>&1 || true\n\
+             exit $rc\n",
             bin = shell(&bin.to_string_lossy()),
             file = shell(&file.to_string_lossy()),
+            left = shell(&self.dir.join("left.txt").to_string_lossy()),
         );
         let out = Command::new("unshare")
             .args(["--mount", "--net", "--propagation", "private", "--fork", "sh", "-c"])
@@ -137,7 +147,8 @@ impl Sandbox {
             !stderr.contains("unshare:") && !stderr.contains("mount:"),
             "the sandbox could not be set up (this test needs root): {stderr}"
         );
-        (out.status.code(), stderr)
+        let left = std::fs::read_to_string(self.dir.join("left.txt")).unwrap_or_default();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr, left)
     }
 
     /// Make the stub for `cmd` exit with `code`.
@@ -424,4 +435,52 @@ fn reset_reports_a_hung_kubeadm_reset_as_a_timeout() {
     let (code, stderr) = sb.run("reset-3", &with_state);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("kubeadm reset -f failed (exit 3)"), "{stderr}");
+}
+
+/// `kubestrap plan`'s prepare script (dry mode) on a fresh host: it announces the changes a
+/// real run would make, with the same CHANGED lines, and changes nothing: no file is left in
+/// any writable directory and no command that changes a host is called.
+#[test]
+fn a_dry_prepare_announces_and_changes_nothing() {
+    for runtime in ["containerd", "docker"] {
+        let p = base_plan(runtime);
+        let sb = Sandbox::new(&format!("dry-{runtime}"));
+        for node in &p.nodes {
+            let s = prepare::render_dry(&p, node, node.name == "cp1").unwrap();
+            let (code, stdout, stderr, left) = sb.run_full(&format!("dry-{}", node.name), &s);
+            assert_eq!(code, Some(0), "{runtime} {}: {stderr}\n{stdout}", node.name);
+            assert!(left.trim().is_empty(), "{runtime} {}: a plan left files behind:\n{left}", node.name);
+            let changes: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("CHANGED ")).collect();
+            for want in [
+                format!("hostname {}", node.name),
+                "/etc/hosts".to_string(),
+                "/etc/sysctl.d/k8s.conf".to_string(),
+                "/etc/apt/keyrings/kubernetes-apt-keyring.gpg".to_string(),
+                "/etc/apt/sources.list.d/kubernetes.list".to_string(),
+                "installed kubeadm kubelet kubectl 1.31.2".to_string(),
+                "held kubeadm".to_string(),
+                "/etc/crictl.yaml".to_string(),
+            ] {
+                assert!(changes.contains(&want.as_str()), "{runtime} {}: {want:?} not announced: {changes:?}", node.name);
+            }
+            assert!(stdout.contains("BEGIN diff /etc/hosts\nnew file, "), "{stdout}");
+        }
+        let mutating: Vec<_> = sb
+            .argv()
+            .into_iter()
+            .filter(|a| {
+                let arg = |k: usize| a.get(k).map(String::as_str).unwrap_or("");
+                match a[0].as_str() {
+                    "systemctl" => !matches!(arg(1), "show" | "is-enabled" | "is-active" | "status"),
+                    "apt-get" | "modprobe" | "swapoff" | "hostnamectl" | "ctr" | "gpg" | "curl" => true,
+                    "apt-mark" => arg(1) != "showhold",
+                    "sysctl" => arg(1) != "-n",
+                    "hostname" => a.len() > 1,
+                    "docker" => arg(1) == "load",
+                    _ => false,
+                }
+            })
+            .collect();
+        assert!(mutating.is_empty(), "{runtime}: a plan ran commands that change a host: {mutating:?}");
+    }
 }

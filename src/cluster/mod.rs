@@ -4,6 +4,7 @@
 //! clear error.
 
 pub mod connect;
+pub mod dry;
 pub mod init;
 pub mod join;
 pub mod kubeconfig;

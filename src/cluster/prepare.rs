@@ -315,13 +315,20 @@ pub fn render(
     cp_state: bool,
 ) -> anyhow::Result<String> {
     let sum = input_sha(p, node)?;
-    Ok(set_input_sha(&render_with(p, node, fetch, cp_state)?, &sum))
+    Ok(set_input_sha(&render_with(p, node, fetch, cp_state, false)?, &sum))
+}
+
+/// The prepare script in dry mode (`kubestrap plan`): every section runs its checks and prints
+/// the CHANGED lines (and `put`'s diffs) of a real run, but changes nothing on the host.
+pub fn render_dry(p: &Plan, node: &Node, cp_state: bool) -> anyhow::Result<String> {
+    let sum = input_sha(p, node)?;
+    Ok(set_input_sha(&render_with(p, node, &[], cp_state, true)?, &sum))
 }
 
 /// The stamp input of `node`'s prepare script (see `render`).
 pub fn input_sha(p: &Plan, node: &Node) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let core = render_with(p, node, &[], false)?;
+    let core = render_with(p, node, &[], false, false)?;
     Ok(hex::encode(Sha256::digest(core.as_bytes())))
 }
 
@@ -337,6 +344,7 @@ fn render_with(
     node: &Node,
     fetch: &[(Option<String>, String)],
     cp_state: bool,
+    dry: bool,
 ) -> anyhow::Result<String> {
     let runtime_template = match p.runtime {
         Runtime::Containerd => "scripts/runtime-containerd.sh.j2",
@@ -364,6 +372,7 @@ fn render_with(
             images => images,
             fetch_timeout => p.timeouts.images.as_secs(),
             cp_state => cp_state,
+            dry => dry,
             admin_sha256 => if cp_state { kubeconfig_source_sha(p) } else { String::new() },
             cni_manifest => super::network::CNI_MANIFEST,
         },

@@ -3,6 +3,9 @@
 #   OK <what>        <what> was already as wanted
 #   FACT <k>=<v>     a fact for the console
 #   FAIL <message>   (stderr) the step failed; the script exits 1
+#   BEGIN diff <path> ... END diff <path>   (plans) what `put` would change in <path>
+# With KS_DRY=1 (`kubestrap plan`) nothing on the host changes: every change goes through `put`
+# or `act`, which only announce it, with the same CHANGED line a real run prints.
 set -u
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -12,15 +15,29 @@ fail() { echo "FAIL $*" >&2; exit 1; }
 # Nothing is ever written as root under a fixed name in /tmp.
 W=$(mktemp -d /tmp/kubestrap.XXXXXXXX) || fail "cannot make a private work directory in /tmp"
 trap 'rm -rf "$W"' EXIT
+KS_DRY=0
+# act CMD...: run CMD, which changes the host; in a plan only pretend it succeeded.
+act() { [ "$KS_DRY" = 1 ] || "$@"; }
 changed() { echo "CHANGED $*"; }
 ok() { echo "OK $*"; }
 # put PATH MODE < content: write PATH only when its content differs; returns 0 when it changed.
 put() {
-  _p=$1; _m=$2; _d=$(dirname "$_p"); mkdir -p "$_d" || fail "cannot create $_d"
-  _t=$(mktemp "$_d/.kubestrap.XXXXXX") || fail "cannot write in $_d"
+  _p=$1; _m=$2; _d=$(dirname "$_p")
+  if [ "$KS_DRY" = 1 ]; then
+    _t=$(mktemp "$W/put.XXXXXX") || fail "cannot write in $W"
+  else
+    mkdir -p "$_d" || fail "cannot create $_d"
+    _t=$(mktemp "$_d/.kubestrap.XXXXXX") || fail "cannot write in $_d"
+  fi
   cat > "$_t"
   if [ -f "$_p" ] && cmp -s "$_t" "$_p"; then
-    rm -f "$_t"; chmod "$_m" "$_p"; ok "$_p"; return 1
+    rm -f "$_t"; act chmod "$_m" "$_p"; ok "$_p"; return 1
+  fi
+  if [ "$KS_DRY" = 1 ]; then
+    echo "BEGIN diff $_p"
+    if [ -f "$_p" ]; then diff -u "$_p" "$_t" | tail -n +3; else echo "new file, $(wc -c < "$_t") bytes, mode $_m"; fi
+    echo "END diff $_p"
+    rm -f "$_t"; changed "$_p"; return 0
   fi
   chmod "$_m" "$_t" && mv -f "$_t" "$_p" || fail "cannot write $_p"
   changed "$_p"; return 0
@@ -35,7 +52,7 @@ sha256_of() {
     _r=""; read -r _r < "$1.sha256"; if [ "${_r% *}" = "$_st" ]; then echo "${_r##* }"; return 0; fi
   fi
   _s=$(sha256sum "$1" | cut -d' ' -f1)
-  if [ "${2:-}" = record ]; then echo "$_st $_s" > "$1.sha256"; fi
+  if [ "${2:-}" = record ] && [ "$KS_DRY" = 0 ]; then echo "$_st $_s" > "$1.sha256"; fi
   echo "$_s"
 }
 # units_show UNIT...: read the enabled and active state of UNITs with one systemctl call (each

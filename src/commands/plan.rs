@@ -1,0 +1,150 @@
+//! `kubestrap plan -i FILE`: connect, run the preflight, and print for every host what `up`
+//! would change, then the cluster steps it would take. Nothing changes on any host, and the
+//! state folder's kubeconfig and pki are not touched (the run writes only its logs).
+//!
+//! Exit codes: 0 no changes, 3 changes pending, 1 a host failed, 2 bad input.
+
+use serde_json::json;
+
+use crate::app::{close_all, load, EXIT_FAILED, EXIT_OK};
+use crate::cli::Common;
+use crate::cluster::dry::{self, HostPlan, Step};
+use crate::cluster::{self, preflight, Outcome, Run};
+use crate::progress::OutputFormat;
+
+pub const EXIT_CHANGES: i32 = 3;
+
+pub async fn plan(c: Common) -> i32 {
+    let mut run = match load(&c, None) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    cluster::watch_ctrl_c(run.progress.clone());
+    cluster::connect::run(&mut run).await;
+    preflight::gather(&mut run, true).await;
+    let findings = preflight::check(&run);
+    preflight::apply(&mut run, &findings);
+    let hosts = if cluster::interrupted() {
+        vec![HostPlan::default(); run.hosts.len()]
+    } else {
+        dry::prepare(&mut run).await
+    };
+    let cp_ok = run.hosts[run.control_plane_index()].alive();
+    let steps = if cp_ok && !run.any_failed() {
+        let pending = hosts.iter().any(|h| !h.changes.is_empty());
+        dry::cluster_steps(&run, pending)
+    } else {
+        vec![]
+    };
+    for h in run.hosts.iter_mut() {
+        if matches!(h.outcome, Outcome::Pending) {
+            h.outcome = Outcome::Ok;
+        }
+    }
+    close_all(&run).await;
+    run.progress.finish();
+    let failed = run.any_failed() || cluster::interrupted();
+    let pending = hosts.iter().any(|h| !h.changes.is_empty()) || !steps.is_empty();
+    if run.progress.format() == OutputFormat::Json {
+        print_json(&run, &hosts, &steps, failed, pending);
+    } else {
+        print_text(&run, &hosts, &steps, failed, pending);
+    }
+    if failed {
+        EXIT_FAILED
+    } else if pending {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    }
+}
+
+fn print_json(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pending: bool) {
+    let r = &run.redactor;
+    let per_host: Vec<_> = run
+        .hosts
+        .iter()
+        .zip(hosts)
+        .map(|(h, hp)| {
+            let (status, detail) = match &h.outcome {
+                Outcome::Failed(e) => ("failed", format!("{}: {}", e.step, e.message)),
+                Outcome::Skipped(w) => ("skipped", w.clone()),
+                _ => ("ok", String::new()),
+            };
+            let steps: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.host == h.node.name)
+                .map(|s| s.what.as_str())
+                .collect();
+            json!({
+                "host": h.node.name, "role": h.node.role.as_str(), "status": status,
+                "detail": r.redact(&detail), "changes": hp.changes, "diffs": hp.diffs,
+                "cluster_steps": steps,
+            })
+        })
+        .collect();
+    let steps: Vec<_> = steps
+        .iter()
+        .map(|s| json!({"host": s.host, "step": s.what}))
+        .collect();
+    run.progress.json(json!({
+        "event": "plan", "ok": !failed, "changes_pending": pending,
+        "hosts": per_host, "cluster_steps": steps,
+        "logs": run.log_dir.display().to_string(),
+    }));
+}
+
+fn print_text(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pending: bool) {
+    let r = &run.redactor;
+    crate::outln!();
+    for (h, hp) in run.hosts.iter().zip(hosts) {
+        let head = format!("{} ({})", h.node.name, h.node.role.as_str());
+        match &h.outcome {
+            Outcome::Failed(e) => {
+                crate::outln!("{head}: failed at {}: {}", e.step, r.redact(&e.message));
+                if let Some(hint) = &e.hint {
+                    crate::outln!("  hint: {}", r.redact(hint));
+                }
+                continue;
+            }
+            Outcome::Skipped(w) => {
+                crate::outln!("{head}: skipped: {}", r.redact(w));
+                continue;
+            }
+            _ => {}
+        }
+        if hp.changes.is_empty() {
+            crate::outln!("{head}: no changes");
+            continue;
+        }
+        crate::outln!("{head}: {} changes", hp.changes.len());
+        for c in &hp.changes {
+            crate::outln!("  ~ {}", r.redact(c));
+            if let Some(d) = hp.diffs.get(c) {
+                for l in d.lines() {
+                    crate::outln!("      {}", r.redact(l));
+                }
+            }
+        }
+    }
+    if !steps.is_empty() {
+        crate::outln!();
+        crate::outln!("cluster:");
+        for s in steps {
+            crate::outln!("  + {}: {}", s.host, r.redact(&s.what));
+        }
+    }
+    crate::outln!();
+    let inv = run.plan.inventory_file.display();
+    if failed {
+        crate::outln!(
+            "Plan incomplete: a host failed (above). Fix it and run `kubestrap plan -i {inv}` again. Logs: {}",
+            run.log_dir.display()
+        );
+    } else if pending {
+        let n: usize = hosts.iter().map(|h| h.changes.len()).sum::<usize>() + steps.len();
+        crate::outln!("{n} changes pending; nothing was changed. Apply them with `kubestrap up -i {inv}`.");
+    } else {
+        crate::outln!("No changes: the cluster is as the inventory says.");
+    }
+}
