@@ -57,7 +57,9 @@ pub(crate) fn load(
     common: &Common,
     hosts_filter: Option<&dyn Fn(&crate::plan::Node) -> bool>,
 ) -> Result<Run, i32> {
-    let inv = match crate::inventory::load(&common.inventory) {
+    let inv = match crate::inventory::load(&common.inventory)
+        .and_then(|inv| inv.check_secret_env().map(|()| inv))
+    {
         Ok(inv) => inv,
         Err(e) => {
             crate::errln!("{e}");
@@ -356,6 +358,16 @@ async fn check(c: Common) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    // What a reviewer of the inventory should know before running it: where secrets come from.
+    match run.progress.format() {
+        OutputFormat::Json => run.progress.json(json!({
+            "event": "inventory",
+            "secrets_from_env": run.plan.secret_envs,
+        })),
+        OutputFormat::Text => {
+            crate::outln!("secrets from environment: {}", run.plan.secrets_summary)
+        }
+    }
     cluster::connect::run(&mut run).await;
     preflight::gather(&mut run, false).await;
     let findings = preflight::check(&run);

@@ -38,6 +38,22 @@ pub struct Inventory {
     pub ssh: SshSettings,
     pub hosts: Vec<Host>,
     pub timeouts: Timeouts,
+    /// Every environment variable a secret is read from, where it is named and by which hosts,
+    /// in the order they are written.
+    pub secret_envs: Vec<SecretEnv>,
+}
+
+/// One `*Env` field that some host uses: `ssh.sudoPasswordEnv: SUDO_PW` names `$SUDO_PW`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecretEnv {
+    /// The variable's name (`^[A-Z_][A-Z0-9_]*$`).
+    pub var: String,
+    /// The field naming it, e.g. `ssh.sudoPasswordEnv` or `hosts[2].ssh.passphraseEnv`.
+    pub field: String,
+    pub line: usize,
+    pub column: usize,
+    /// Hosts that read the secret from it, in inventory order.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -332,6 +348,64 @@ impl Inventory {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
+    /// `SUDO_PW (hosts w1, w2), KEY_PW (hosts cp1)`: each variable once, with every host reading
+    /// a secret from it; `none` when the inventory reads no secret from the environment.
+    pub fn secrets_summary(&self) -> String {
+        let mut vars: Vec<(&str, Vec<&str>)> = Vec::new();
+        for s in &self.secret_envs {
+            let i = match vars.iter().position(|(v, _)| *v == s.var) {
+                Some(i) => i,
+                None => {
+                    vars.push((&s.var, Vec::new()));
+                    vars.len() - 1
+                }
+            };
+            vars[i].1.extend(s.hosts.iter().map(String::as_str));
+        }
+        if vars.is_empty() {
+            return "none".into();
+        }
+        let order: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        vars.into_iter()
+            .map(|(v, mut hosts)| {
+                hosts.sort_by_key(|h| order.iter().position(|o| o == h));
+                hosts.dedup();
+                format!("{v} (hosts {})", hosts.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Every secret variable is set (and valid UTF-8): otherwise one located problem per field
+    /// naming an unset one.
+    pub fn check_secret_env(&self) -> Result<(), InventoryError> {
+        let problems: Vec<Problem> = self
+            .secret_envs
+            .iter()
+            .filter(|s| std::env::var(&s.var).is_err())
+            .map(|s| Problem {
+                line: s.line,
+                column: s.column,
+                path: s.field.clone(),
+                message: format!(
+                    "${} is not set (hosts {} read a secret from it); export it first, e.g. `read -rs {}; export {}`",
+                    s.var,
+                    s.hosts.join(", "),
+                    s.var,
+                    s.var
+                ),
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InventoryError::Invalid {
+                file: self.file.clone(),
+                problems,
+            })
+        }
+    }
+
     /// `<inventory dir>/.kubestrap/<cluster name>`.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(".kubestrap").join(&self.cluster.name)
@@ -366,6 +440,11 @@ pub enum InventoryError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// A FIFO, a device, a directory...: never opened for reading (a FIFO would block).
+    #[error("{}: is {kind}, not an inventory file; give the path of a regular YAML file", file.display())]
+    NotAFile { file: PathBuf, kind: &'static str },
+    #[error("{}: is {size} bytes, larger than the 4 MiB limit for an inventory; is this the right file?", file.display())]
+    TooLarge { file: PathBuf, size: u64 },
     #[error("{}", render(file, problems))]
     Invalid {
         file: PathBuf,
@@ -377,7 +456,9 @@ impl InventoryError {
     /// The individual problems (empty for a read error).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            InventoryError::Read { .. } => &[],
+            InventoryError::Read { .. }
+            | InventoryError::NotAFile { .. }
+            | InventoryError::TooLarge { .. } => &[],
             InventoryError::Invalid { problems, .. } => problems,
         }
     }
@@ -388,23 +469,107 @@ fn render(file: &Path, problems: &[Problem]) -> String {
     problems
         .iter()
         .map(|p| {
+            // One line per problem, whatever a key or value held.
+            let message = validate::text::escape_controls(&p.message);
             if p.path.is_empty() {
-                format!("{f}:{}:{}: {}", p.line, p.column, p.message)
+                format!("{f}:{}:{}: {message}", p.line, p.column)
             } else {
-                format!("{f}:{}:{}: {}: {}", p.line, p.column, p.path, p.message)
+                let path = validate::text::escape_controls(&p.path);
+                format!("{f}:{}:{}: {path}: {message}", p.line, p.column)
             }
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// Read and validate the inventory at `path`.
+/// Largest inventory file accepted (a thousand hosts take about 100 KiB).
+pub const MAX_INVENTORY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read and validate the inventory at `path`: a regular file of at most 4 MiB of UTF-8.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let src = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+    parse_bytes(&read_inventory(path)?, path)
+}
+
+fn read_inventory(path: &Path) -> Result<Vec<u8>, InventoryError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| InventoryError::Read {
         file: path.to_path_buf(),
         source,
-    })?;
-    parse(&src, path)
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked right after.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = f.metadata().map_err(read_err)?;
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if !t.is_file() {
+        Some("not a regular file")
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        return Err(InventoryError::NotAFile {
+            file: path.to_path_buf(),
+            kind,
+        });
+    }
+    if meta.len() > MAX_INVENTORY_BYTES {
+        return Err(InventoryError::TooLarge {
+            file: path.to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::new();
+    // The file may grow after the check: never read more than the limit.
+    f.take(MAX_INVENTORY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_INVENTORY_BYTES {
+        return Err(InventoryError::TooLarge {
+            file: path.to_path_buf(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Validate inventory bytes: invalid UTF-8 is a problem at its line and column.
+pub fn parse_bytes(bytes: &[u8], file: &Path) -> Result<Inventory, InventoryError> {
+    match std::str::from_utf8(bytes) {
+        Ok(src) => parse(src, file),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            let bad = bytes[e.valid_up_to()];
+            Err(InventoryError::Invalid {
+                file: file.to_path_buf(),
+                problems: vec![Problem {
+                    line,
+                    column,
+                    path: String::new(),
+                    message: format!(
+                        "the file is not valid UTF-8 (byte 0x{bad:02x} at offset {}); save it as UTF-8",
+                        e.valid_up_to()
+                    ),
+                }],
+            })
+        }
+    }
 }
 
 /// Validate inventory text; `file` names it in errors and anchors relative paths (its directory).

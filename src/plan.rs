@@ -63,6 +63,10 @@ pub struct Plan {
     pub console_ca: bool,
     pub preload: Vec<Preload>,
     pub nodes: Vec<Node>,
+    /// Environment variables secrets are read from (names only), for `kubestrap check`.
+    pub secret_envs: Vec<inventory::SecretEnv>,
+    /// `SUDO_PW (hosts w1, w2)`, or `none`.
+    pub secrets_summary: String,
     pub state_dir: PathBuf,
     pub timeouts: Timeouts,
 }
@@ -144,6 +148,8 @@ impl Plan {
             cni: c.cni,
             preload,
             nodes,
+            secret_envs: inv.secret_envs.clone(),
+            secrets_summary: inv.secrets_summary(),
             state_dir,
             timeouts,
         })
@@ -154,6 +160,14 @@ impl Plan {
             .iter()
             .find(|n| n.role == Role::ControlPlane)
             .expect("validated inventory has a control plane")
+    }
+}
+
+/// `host:port` with an IPv6 address bracketed (`[fd00::1]:6443`), for URLs and dial strings.
+pub fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(a) => format!("[{a}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
     }
 }
 
@@ -173,4 +187,52 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
         h.update(&buf[..n]);
     }
     Ok((hex::encode(h.finalize()), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// cp1 at `cp_address`; cp2 is a second control plane when there is an endpoint.
+    fn plan(cluster_extra: &str, cp_address: &str) -> Plan {
+        let role2 = if cluster_extra.is_empty() {
+            "worker"
+        } else {
+            "control-plane"
+        };
+        let src = format!(
+            "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\n{cluster_extra}hosts:\n  - {{name: cp1, address: '{cp_address}', internalAddress: 10.1.0.1, role: control-plane}}\n  - {{name: n2, address: 10.1.0.2, role: {role2}}}\n"
+        );
+        let inv = inventory::parse(&src, Path::new("/tmp/inventory.yaml"))
+            .unwrap_or_else(|e| panic!("{e}\n{src}"));
+        Plan::from_inventory(&inv).unwrap()
+    }
+
+    /// An IPv6 API endpoint is written `[addr]:port` in every host:port and URL.
+    #[test]
+    fn ipv6_api_endpoints_are_bracketed() {
+        for e in ["fd00::10", "[fd00::10]", "[fd00::10]:6443"] {
+            let p = plan(&format!("  controlPlaneEndpoint: \"{e}\"\n"), "10.1.0.1");
+            assert_eq!(p.api_endpoint, "[fd00::10]:6443", "{e}");
+            assert_eq!(
+                p.control_plane_endpoint.as_deref(),
+                Some("[fd00::10]:6443"),
+                "{e}"
+            );
+            assert_eq!(
+                crate::cluster::kubeconfig::console_server(&p),
+                "https://[fd00::10]:6443",
+                "{e}"
+            );
+        }
+        // SSH over IPv6, no endpoint: the console reaches the API where it reaches SSH.
+        let p = plan("", "fd00::1");
+        assert_eq!(
+            crate::cluster::kubeconfig::console_server(&p),
+            "https://[fd00::1]:6443"
+        );
+        assert_eq!(host_port("10.1.0.1", 6443), "10.1.0.1:6443");
+        assert_eq!(host_port("fd00::1", 6443), "[fd00::1]:6443");
+        assert_eq!(host_port("lb.lan", 6443), "lb.lan:6443");
+    }
 }

@@ -4,7 +4,6 @@
 //! 10.0.2.15, so the node IP must come from the private network: `--ip NAME=ADDR` or
 //! `--private-network FIRST` (host i gets FIRST + i, as in the shipped Vagrantfile).
 
-use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -75,18 +74,7 @@ pub fn render(hosts: &[SshHost], o: &Options) -> Result<String, String> {
             "--control-plane {cp}: no such host in the ssh config"
         ));
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Made by `kubestrap vagrant-inventory` from `vagrant ssh-config`."
-    );
-    let _ = writeln!(
-        out,
-        "cluster:\n  name: {}\n  kubernetesVersion: \"{}\"",
-        o.cluster_name, o.version
-    );
-    let _ = writeln!(out, "ssh:\n  # Vagrant rebuilds VMs on the same ports: known keys live beside the state, and a\n  # rebuilt VM is refused with the line to remove.\n  hostKeyPolicy: accept-new\n  knownHostsFile: .kubestrap/known_hosts");
-    let _ = writeln!(out, "hosts:");
+    let mut out_hosts = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
         let ip = match o.ips.iter().find(|(n, _)| *n == h.name) {
             Some((_, ip)) => ip.clone(),
@@ -104,29 +92,89 @@ pub fn render(hosts: &[SshHost], o: &Options) -> Result<String, String> {
         if ip == "10.0.2.15" {
             return Err(format!("host {}: 10.0.2.15 is Vagrant's NAT address on every VM; use the private_network address", h.name));
         }
-        let role = if h.name == cp {
-            "control-plane"
-        } else {
-            "worker"
-        };
-        let _ = writeln!(
-            out,
-            "  - name: {}\n    address: {}\n    internalAddress: {ip}\n    role: {role}",
-            h.name, h.host_name
-        );
-        let _ = writeln!(
-            out,
-            "    ssh: {{ user: {}, port: {}, identityFile: \"{}\" }}",
-            if h.user.is_empty() {
-                "vagrant"
+        out_hosts.push(OutHost {
+            name: &h.name,
+            address: &h.host_name,
+            internal_address: ip,
+            role: if h.name == cp {
+                "control-plane"
             } else {
-                &h.user
+                "worker"
             },
-            h.port,
-            h.identity_file
-        );
+            ssh: OutHostSsh {
+                user: if h.user.is_empty() {
+                    "vagrant"
+                } else {
+                    &h.user
+                },
+                port: h.port,
+                identity_file: &h.identity_file,
+            },
+        });
     }
-    Ok(out)
+    let doc = Out {
+        cluster: OutCluster {
+            name: &o.cluster_name,
+            kubernetes_version: &o.version,
+        },
+        ssh: OutSsh {
+            host_key_policy: "accept-new",
+            known_hosts_file: ".kubestrap/known_hosts",
+        },
+        hosts: out_hosts,
+    };
+    // Every value is written by the YAML serializer, which quotes and escapes whatever
+    // `vagrant ssh-config` (a Vagrantfile's choice) put in it; never by string formatting.
+    let mut opts = serde_saphyr::SerializerOptions::default();
+    // One line per value: a newline in a value is written as `\n` in a double-quoted string.
+    opts.prefer_block_scalars = false;
+    let yaml = serde_saphyr::to_string_with_options(&doc, opts)
+        .map_err(|e| format!("cannot write the inventory as YAML: {e}"))?;
+    Ok(format!(
+        "# Made by `kubestrap vagrant-inventory` from `vagrant ssh-config`.\n\
+         # Vagrant rebuilds VMs on the same ports: known keys live beside the state (ssh.knownHostsFile),\n\
+         # and a rebuilt VM is refused with the line to remove.\n{yaml}"
+    ))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Out<'a> {
+    cluster: OutCluster<'a>,
+    ssh: OutSsh,
+    hosts: Vec<OutHost<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutCluster<'a> {
+    name: &'a str,
+    kubernetes_version: &'a str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutSsh {
+    host_key_policy: &'static str,
+    known_hosts_file: &'static str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutHost<'a> {
+    name: &'a str,
+    address: &'a str,
+    internal_address: String,
+    role: &'static str,
+    ssh: OutHostSsh<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutHostSsh<'a> {
+    user: &'a str,
+    port: u16,
+    identity_file: &'a str,
 }
 
 #[cfg(test)]
@@ -167,7 +215,7 @@ mod tests {
             private_network: Some("192.168.56.10".parse().unwrap()),
         };
         let y = render(&h, &o).unwrap();
-        assert!(y.contains("internalAddress: 192.168.56.11"), "{y}");
+        assert!(y.contains("internalAddress: \"192.168.56.11\""), "{y}");
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("inventory.yaml");
         // Identity files must exist for the inventory to validate; point them at real files.
@@ -201,5 +249,126 @@ mod tests {
         };
         let e = render(&h, &o).unwrap_err();
         assert!(e.contains("10.0.2.15"), "{e}");
+    }
+
+    /// The YAML as a parser sees it (the inventory's own raw types are private to it).
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Back {
+        cluster: BackCluster,
+        ssh: serde_json::Value,
+        hosts: Vec<BackHost>,
+    }
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct BackCluster {
+        name: String,
+        kubernetes_version: String,
+    }
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct BackHost {
+        name: String,
+        address: String,
+        internal_address: String,
+        role: String,
+        ssh: BackSsh,
+    }
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct BackSsh {
+        user: String,
+        port: u16,
+        identity_file: String,
+    }
+
+    /// Values from a hostile `vagrant ssh-config` (or Vagrantfile) come back from the YAML parser
+    /// exactly as they went in: no injected keys, hosts, anchors or documents.
+    #[test]
+    fn hostile_values_round_trip_through_the_yaml_parser() {
+        let hostile = [
+            "cp1\nrole: control-plane",
+            "x\": y",
+            "a: b",
+            "&anchor x",
+            "*alias",
+            "- item",
+            "---",
+            "...",
+            "#comment",
+            "x #comment",
+            "'single'",
+            "\"double\"",
+            "{flow: map}",
+            "[flow, seq]",
+            "|e",
+            "r.io|;s|.*|echo\\x20x>>/tmp/p|e;#",
+            "$(id)",
+            "`id`",
+            "a;b",
+            "line\nbreak",
+            "cr\rhere",
+            "nul\0here",
+            "esc\x1bhere",
+            "tab\there",
+            "sep\u{2028}here",
+            "nel\u{85}here",
+            "null",
+            "~",
+            "true",
+            "0x1f",
+            "1e3",
+            "",
+            " leading space",
+            "trailing space ",
+            "%TAG",
+            "@at",
+            "!tag x",
+            "? key",
+        ];
+        for v in hostile {
+            let hosts = vec![SshHost {
+                name: v.to_string(),
+                host_name: v.to_string(),
+                user: v.to_string(),
+                port: 2222,
+                identity_file: v.to_string(),
+            }];
+            let o = Options {
+                cluster_name: v.to_string(),
+                version: v.to_string(),
+                control_plane: None,
+                ips: vec![(v.to_string(), v.to_string())],
+                private_network: None,
+            };
+            let y = render(&hosts, &o).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            let back: Back =
+                serde_saphyr::from_str(&y).unwrap_or_else(|e| panic!("{v:?}: {e}\n{y}"));
+            assert_eq!(back.cluster.name, v, "{y}");
+            assert_eq!(back.cluster.kubernetes_version, v, "{y}");
+            assert_eq!(back.hosts.len(), 1, "{y}");
+            let h = &back.hosts[0];
+            assert_eq!(
+                (
+                    h.name.as_str(),
+                    h.address.as_str(),
+                    h.internal_address.as_str()
+                ),
+                (v, v, v),
+                "{y}"
+            );
+            assert_eq!(h.role, "control-plane", "{y}");
+            let user = if v.is_empty() { "vagrant" } else { v };
+            assert_eq!(
+                (
+                    h.ssh.user.as_str(),
+                    h.ssh.port,
+                    h.ssh.identity_file.as_str()
+                ),
+                (user, 2222, v),
+                "{y}"
+            );
+            assert_eq!(back.ssh["hostKeyPolicy"], "accept-new", "{y}");
+        }
     }
 }

@@ -175,3 +175,124 @@ fn a_closed_pipe_is_not_a_panic() {
         }
     }
 }
+
+/// Run the binary with a deadline: a regression (a read that blocks) fails instead of hanging.
+fn kubestrap_within(args: &[&str], envs: &[(&str, &str)], secs: u64) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {secs}s: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `timeouts.command: "18446744073709551615"` was a panic (exit 101) when the deadline was added.
+#[test]
+fn a_huge_timeout_exits_2_naming_the_field() {
+    let d = tempfile::tempdir().unwrap();
+    let p = one_host_inventory(d.path());
+    let text = std::fs::read_to_string(&p).unwrap()
+        + "timeouts:\n  command: \"18446744073709551615\"\n";
+    std::fs::write(&p, text).unwrap();
+    let o = kubestrap_within(&["check", "-i", p.to_str().unwrap()], &[], 30);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("inv.yaml:9:12: timeouts.command: ") && e.contains("24h"),
+        "{e}"
+    );
+}
+
+/// A FIFO blocked `open`/`read` forever, /dev/zero ate memory: both are refused at once.
+#[test]
+fn a_fifo_or_a_device_as_inventory_exits_2_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("inv.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for (path, what) in [
+        (fifo.to_str().unwrap(), "is a FIFO"),
+        ("/dev/zero", "is a character device"),
+        (d.path().to_str().unwrap(), "is a directory"),
+    ] {
+        let o = kubestrap_within(&["check", "-i", path], &[], 20);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{path}: {e}");
+        assert!(
+            e.contains(path) && e.contains(what) && e.contains("not an inventory file"),
+            "{path}: {e}"
+        );
+    }
+}
+
+fn secret_inventory(d: &std::path::Path) -> std::path::PathBuf {
+    let p = d.join("inv.yaml");
+    std::fs::write(
+        &p,
+        "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nssh:\n  port: 1\n  sudoPasswordEnv: KS_CLI_SUDO\nhosts:\n  - {name: cp1, address: 127.0.0.1, internalAddress: 10.77.0.11, role: control-plane}\n  - {name: w1, address: 127.0.0.2, internalAddress: 10.77.0.12, role: worker}\n",
+    )
+    .unwrap();
+    p
+}
+
+/// A reviewer sees which environment variables an inventory takes secrets from.
+#[test]
+fn check_lists_the_secret_environment_variables() {
+    let d = tempfile::tempdir().unwrap();
+    let p = secret_inventory(d.path());
+    let env = [("KS_CLI_SUDO", "s3cr3t-value")];
+    let o = kubestrap_within(&["check", "-i", p.to_str().unwrap()], &env, 60);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("secrets from environment: KS_CLI_SUDO (hosts cp1, w1)"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+    let o = kubestrap_within(
+        &["check", "-i", p.to_str().unwrap(), "--output", "json"],
+        &env,
+        60,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ev: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("secrets_from_env").is_some())
+        .unwrap_or_else(|| panic!("no secrets_from_env in:\n{out}"));
+    let s = &ev["secrets_from_env"];
+    assert_eq!(s[0]["var"], "KS_CLI_SUDO", "{ev}");
+    assert_eq!(s[0]["field"], "ssh.sudoPasswordEnv", "{ev}");
+    assert_eq!(s[0]["hosts"], serde_json::json!(["cp1", "w1"]), "{ev}");
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+}
+
+/// An unset variable is an inventory error with file:line:col like every other.
+#[test]
+fn an_unset_secret_variable_exits_2_with_its_location() {
+    let d = tempfile::tempdir().unwrap();
+    let p = secret_inventory(d.path());
+    let o = kubestrap_within(&["check", "-i", p.to_str().unwrap()], &[], 30);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("inv.yaml:6:20: ssh.sudoPasswordEnv: $KS_CLI_SUDO is not set"),
+        "{e}"
+    );
+    assert!(!d.path().join(".kubestrap").exists(), "stopped before the state folder");
+}

@@ -170,3 +170,124 @@ fn mutations_of_good_inventories_never_panic() {
     }
     assert!(checked > 100);
 }
+
+/// The hostile corpus (tests/data/inventories/hostile, made by gen_hostile.py from
+/// good/hostile-base.yaml): every string field of the schema — cluster name, version, subnets,
+/// runtime, cni, imageRepository, packageRepository, preloadImages, pki, controlPlaneEndpoint,
+/// ssh user/port/identityFile/knownHostsFile/hostKeyPolicy/*Env/bastion (top level and per host),
+/// every timeout, host name/address/internalAddress/role — with shell (`$(...)`, backticks, `;`),
+/// sed (`|e`), YAML (quote breakouts, anchors, merge keys, extra documents, injected keys) and
+/// control-character (newline, CR, NUL, ESC, DEL, U+0085, U+2028) payloads. Each must be refused
+/// by validation with every message line at `file:line:col`, naming the field in its
+/// `# expect:` line; and `kubestrap check` must exit 2 on it before touching any host.
+///
+/// No field is exempt: the inventory has no free-text field (no description, labels or extra
+/// arguments), so every value has a grammar that leaves shell, sed and YAML syntax out.
+#[test]
+fn hostile_inventories_are_refused_at_validation() {
+    let files = yaml_files("hostile");
+    assert!(
+        files.len() >= 40,
+        "only {} hostile inventories",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let src = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+        let expects = expectations(&src);
+        assert!(
+            !expects.is_empty() || src.starts_with("# expect-location\n"),
+            "{}: no `# expect:` line",
+            file.display()
+        );
+        let msg = match inventory::load(file) {
+            Ok(_) => {
+                failures.push(format!("{}: loaded without error", file.display()));
+                continue;
+            }
+            Err(e) if e.problems().is_empty() => {
+                failures.push(format!("{}: not a located error: {e}", file.display()));
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        for line in msg.lines() {
+            if !has_location(line, file) {
+                failures.push(format!("{}: unlocated: {line:?}", file.display()));
+            }
+        }
+        for e in &expects {
+            if !msg.lines().any(|l| l.contains(&format!(": {e}: "))) {
+                failures.push(format!(
+                    "{}: no error about {e}:\n    {}",
+                    file.display(),
+                    msg.replace('\n', "\n    ")
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The same corpus through the binary: exit 2, every stderr line located, nothing created.
+#[test]
+fn hostile_inventories_exit_2_from_kubestrap_check() {
+    let mut failures = Vec::new();
+    // Every variable the base inventory names is set, so only the payload can fail.
+    let envs = [
+        ("SSH_PW", "x"),
+        ("KEY_PW", "x"),
+        ("SUDO_PW", "x"),
+        ("W1_SUDO_PW", "x"),
+    ];
+    for file in yaml_files("hostile") {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+            .args(["check", "-i", file.to_str().unwrap()])
+            .envs(envs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.code() != Some(2) {
+            failures.push(format!(
+                "{}: exit {:?}: {err}",
+                file.display(),
+                o.status.code()
+            ));
+            continue;
+        }
+        for line in err.lines() {
+            if !has_location(line, &file) {
+                failures.push(format!("{}: unlocated: {line:?}", file.display()));
+            }
+        }
+    }
+    assert!(
+        !Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/inventories/hostile/.kubestrap")
+            .exists(),
+        "a state folder was made beside a hostile inventory"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

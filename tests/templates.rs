@@ -209,7 +209,19 @@ fn a_missing_variable_is_an_error_naming_the_template() {
 fn preload_plan(runtime: &str) -> (Plan, tempfile::TempDir) {
     let d = tempfile::tempdir().unwrap();
     let tar = d.path().join("k8s.tar");
-    std::fs::write(&tar, b"not really a tarball").unwrap();
+    // Validation checks bundles by content: a ustar header (checksum over the header with the
+    // checksum field as spaces) for an empty file, then the two zero blocks that end an archive.
+    let mut h = vec![0u8; 512];
+    h[..5].copy_from_slice(b"empty");
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[124..136].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..265].copy_from_slice(b"ustar\x0000");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h.resize(512 * 3, 0);
+    std::fs::write(&tar, h).unwrap();
     let p = plan(
         "1.31.2",
         runtime,

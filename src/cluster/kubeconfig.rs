@@ -10,6 +10,7 @@ use crate::plan::Plan;
 /// The server URL the console should use.
 pub fn console_server(p: &Plan) -> String {
     if let Some(e) = &p.control_plane_endpoint {
+        // Validation keeps an IPv6 endpoint as `[addr]:port`; a name or IPv4 may lack the port.
         return format!(
             "https://{}",
             if e.contains(':') {
@@ -25,7 +26,7 @@ pub fn console_server(p: &Plan) -> String {
     } else {
         &cp.address
     };
-    format!("https://{host}:6443")
+    format!("https://{}", crate::plan::host_port(host, 6443))
 }
 
 /// Replace the `server:` of every cluster in a kubeconfig.

@@ -1,3 +1,5 @@
+mod hardening;
+
 use super::locate::{closest, PathIndex};
 use super::validate::{endpoint_with_port, is_rfc1123_label, parse_duration};
 use super::*;
@@ -307,7 +309,7 @@ fn subnets() {
 fn files_must_exist_relative_to_the_inventory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
-    std::fs::write(dir.path().join("images/a.tar"), b"x").unwrap();
+    std::fs::write(dir.path().join("images/a.tar"), hardening::tiny_tar()).unwrap();
     std::fs::write(dir.path().join("key"), b"x").unwrap();
     let file = dir.path().join("inv.yaml");
     let src = BASE.replace(
