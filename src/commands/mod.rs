@@ -1,3 +1,9 @@
-//! One command per file (the others still live in `app.rs` and move here one by one).
+//! One command per file; what they share (loading a run, locks, the summary) is in `app`.
 
+pub mod check;
+pub mod exec;
+pub mod kubeconfig;
 pub mod plan;
+pub mod reset;
+pub mod up;
+pub mod vagrant_inventory;

@@ -143,7 +143,9 @@ fn print_text(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pendi
         );
     } else if pending {
         let n: usize = hosts.iter().map(|h| h.changes.len()).sum::<usize>() + steps.len();
-        crate::outln!("{n} changes pending; nothing was changed. Apply them with `kubestrap up -i {inv}`.");
+        crate::outln!(
+            "{n} changes pending; nothing was changed. Apply them with `kubestrap up -i {inv}`."
+        );
     } else {
         crate::outln!("No changes: the cluster is as the inventory says.");
     }
