@@ -366,7 +366,8 @@ pub fn kubeadm_error_within(
             "kubeadm {step} hung: look at the host's log and `journalctl -u kubelet` on it, fix the cause \
              (or raise `timeouts.kubeadm{}`), then run `kubestrap up` again",
             if step == "init" { "Init" } else { "Join" }
-        ));
+        ))
+        .kind(super::ErrorKind::Timeout);
     }
     let all = format!("{}\n{}", out.stdout, out.stderr);
     let errors: Vec<&str> = all
@@ -379,7 +380,8 @@ pub fn kubeadm_error_within(
             step,
             format!("kubeadm preflight failed: {}", errors.join("; ")),
         )
-        .hint("fix the listed problems on the host and run `kubestrap up` again");
+        .hint("fix the listed problems on the host and run `kubestrap up` again")
+        .kind(super::ErrorKind::KubeadmPreflight);
     }
     let lines: Vec<&str> = all
         .lines()
@@ -387,7 +389,7 @@ pub fn kubeadm_error_within(
         .filter(|l| !l.is_empty())
         .collect();
     let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    StepError::new(step, format!("kubeadm {step} failed: {tail}"))
+    StepError::new(step, format!("kubeadm {step} failed: {tail}")).kind(super::ErrorKind::KubeadmFailed)
 }
 
 /// `cluster.pki: console`: load the cluster CA from the state folder (made on first use: RSA 2048,

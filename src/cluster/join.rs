@@ -64,7 +64,7 @@ async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Resu
 /// preflight. Not a preflight refusal (the same host state refuses again), not a hang (it would
 /// hang again and double the wait), not a lost connection.
 fn retryable(e: &StepError) -> bool {
-    e.message.starts_with("kubeadm join failed")
+    e.kind == super::ErrorKind::KubeadmFailed
 }
 
 pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
@@ -149,6 +149,7 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                                 hint: second.hint.or(first.hint).or(Some(
                                     "look at the host's log for kubeadm's full output, fix the cause, then run `kubestrap up` again (it cleans up the failed join first)".into(),
                                 )),
+                                kind: second.kind,
                             }
                         })?;
                         changes.push("kubeadm join (second attempt after reset)".into());
@@ -221,6 +222,8 @@ mod tests {
         assert!(!retryable(&preflight), "{}", preflight.message);
         let lost = StepError::from_ssh("join", crate::ssh::SshError::Lost("eof".into()));
         assert!(!retryable(&lost));
+        // The decision reads the kind, not the words: a message that merely looks like one is not retried.
+        assert!(!retryable(&StepError::new("join", "kubeadm join failed: said the remote")));
     }
 
     #[test]

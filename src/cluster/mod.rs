@@ -55,12 +55,29 @@ async fn grace_over() {
     tokio::time::sleep(Duration::from_secs(10)).await;
 }
 
+/// What kind of failure a step had: decisions (retry, skip) read this, never the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorKind {
+    /// Anything not classified below.
+    #[default]
+    Other,
+    /// The connection or the SSH session failed.
+    Connection,
+    /// The step ran past its deadline (on the host or over SSH).
+    Timeout,
+    /// kubeadm's preflight refused (the same host state refuses again).
+    KubeadmPreflight,
+    /// kubeadm ran past its preflight and failed.
+    KubeadmFailed,
+}
+
 /// Why a host stopped.
 #[derive(Debug, Clone)]
 pub struct StepError {
     pub step: String,
     pub message: String,
     pub hint: Option<String>,
+    pub kind: ErrorKind,
 }
 
 impl StepError {
@@ -69,7 +86,12 @@ impl StepError {
             step: step.to_string(),
             message: message.into(),
             hint: None,
+            kind: ErrorKind::Other,
         }
+    }
+    pub fn kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -84,10 +106,16 @@ impl StepError {
             SshError::Lost(_) => Some("the host or its sshd went away; check it and run again".into()),
             _ => None,
         };
+        let kind = match &e {
+            SshError::Timeout { .. } => ErrorKind::Timeout,
+            SshError::Remote(_) | SshError::Sudo(_) => ErrorKind::Other,
+            _ => ErrorKind::Connection,
+        };
         StepError {
             step: step.to_string(),
             message: e.to_string(),
             hint,
+            kind,
         }
     }
 }
