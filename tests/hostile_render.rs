@@ -309,6 +309,22 @@ fn benign_scripts_run_clean_in_the_sandbox() {
             assert!(!stderr.contains("not found"), "{runtime} {label}: {stderr}");
         }
         assert!(sb.canary().is_none());
+        // Nothing is written as root under a fixed name in /tmp: each script has its own
+        // `mktemp -d` work directory ($W), removed by a trap.
+        for (label, s) in scripts(&p, "10.0.0.1") {
+            for (i, _) in s.match_indices("/tmp/") {
+                let rest = &s[i..];
+                assert!(
+                    rest.starts_with("/tmp/kubestrap.XXXXXXXX)") || rest.starts_with("/tmp/kubestrap-serve.XXXXXXXX)"),
+                    "{label}: a fixed /tmp name: {}",
+                    rest.lines().next().unwrap()
+                );
+            }
+            assert!(
+                s.contains("trap 'rm -rf \"$W\"' EXIT") || s.contains("d=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT"),
+                "{label}: no private work directory"
+            );
+        }
         let argv = sb.argv();
         assert!(
             argv.iter().any(|a| a[0] == "hostnamectl" && a.get(2).map(String::as_str) == Some("cp1")),
