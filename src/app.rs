@@ -122,6 +122,8 @@ pub(crate) fn load(
         concurrency: common.concurrency as usize,
         hosts,
         cp_state: None,
+        bootstrap: None,
+        kubeconfig: None,
     })
 }
 

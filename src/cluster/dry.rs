@@ -62,7 +62,7 @@ pub async fn prepare(run: &mut Run) -> Vec<HostPlan> {
     {
         let plans = plans.clone();
         run.each(
-            "plan",
+            crate::cluster::phase::Step::Plan,
             |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
                 let (scripts, plans) = (scripts.clone(), plans.clone());

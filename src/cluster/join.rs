@@ -115,7 +115,7 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
         }
     }
     run.each(
-        "join",
+        crate::cluster::phase::Step::Join,
         |h| h.node.role == Role::Worker,
         move |i, node, sess| {
             let (p, b, ja) = (p.clone(), b.clone(), ja.clone());

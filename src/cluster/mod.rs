@@ -5,6 +5,8 @@
 
 pub mod connect;
 pub mod dry;
+pub mod phase;
+pub mod phases;
 pub mod init;
 pub mod join;
 pub mod kubeconfig;
@@ -153,6 +155,10 @@ pub struct Run {
     pub hosts: Vec<HostRun>,
     /// The cluster as the control plane's prepare script saw it (None before prepare ran).
     pub cp_state: Option<prepare::CpState>,
+    /// What workers need to join and the nodes registered, once the control plane is up.
+    pub bootstrap: Option<(init::Bootstrap, Vec<init::NodeStatus>)>,
+    /// The admin kubeconfig written on the console.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Run {
@@ -164,18 +170,51 @@ impl Run {
 
     /// Run `f` on every host for which `select` is true, at most `concurrency` at once. Each result
     /// is applied to its host: changes are recorded, an error marks the host failed at that step.
-    pub async fn each<F, Fut, S>(&mut self, step: &str, select: S, f: F)
+    pub async fn each<F, Fut, S>(&mut self, step: phase::Step, select: S, f: F)
     where
         S: Fn(&HostRun) -> bool,
         F: Fn(usize, Node, Arc<Session>) -> Fut,
         Fut: Future<Output = Result<Vec<String>, StepError>>,
     {
-        let jobs: Vec<(usize, Node, Arc<Session>)> = self
-            .hosts
+        let selected: Vec<usize> = (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].alive() && select(&self.hosts[i]))
+            .collect();
+        self.each_of(step, &selected, &f).await;
+    }
+
+    /// `each` for rolling work: the selected hosts `batch` at a time, in inventory order; after a
+    /// batch in which a host failed, the rest are skipped (nothing started on them).
+    pub async fn each_batched<F, Fut, S>(&mut self, step: phase::Step, batch: usize, select: S, f: F)
+    where
+        S: Fn(&HostRun) -> bool,
+        F: Fn(usize, Node, Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<Vec<String>, StepError>>,
+    {
+        let selected: Vec<usize> = (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].alive() && select(&self.hosts[i]))
+            .collect();
+        let all = phase::batches(&selected, batch);
+        for (k, b) in all.iter().enumerate() {
+            self.each_of(step, b, &f).await;
+            if b.iter().any(|&i| matches!(self.hosts[i].outcome, Outcome::Failed(_))) {
+                for &i in all[k + 1..].iter().flatten() {
+                    self.skip(i, &format!("not started: a host failed at {step} in an earlier batch"));
+                }
+                return;
+            }
+        }
+    }
+
+    async fn each_of<F, Fut>(&mut self, step: phase::Step, selected: &[usize], f: &F)
+    where
+        F: Fn(usize, Node, Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<Vec<String>, StepError>>,
+    {
+        let step = step.as_str();
+        let jobs: Vec<(usize, Node, Arc<Session>)> = selected
             .iter()
-            .enumerate()
-            .filter(|(_, h)| h.alive() && select(h))
-            .map(|(i, h)| (i, h.node.clone(), h.session.clone().unwrap()))
+            .filter(|&&i| self.hosts[i].alive())
+            .map(|&i| (i, self.hosts[i].node.clone(), self.hosts[i].session.clone().unwrap()))
             .collect();
         for (i, _, _) in &jobs {
             self.progress.step(&self.hosts[*i].node.name, step);
@@ -351,6 +390,8 @@ mod tests {
             concurrency: 1,
             hosts,
             cp_state: None,
+            bootstrap: None,
+            kubeconfig: None,
         }
     }
 

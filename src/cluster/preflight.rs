@@ -78,7 +78,7 @@ pub async fn gather(run: &mut Run, fast: bool) {
     // The control plane's output is kept: it may carry the cluster state.
     let facts: std::sync::Mutex<HashMap<usize, (Facts, Option<String>)>> = Default::default();
     run.each(
-        "preflight",
+        crate::cluster::phase::Step::Preflight,
         |_| true,
         |i, node, sess| {
             let script = scripts[i].clone();

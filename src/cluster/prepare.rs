@@ -159,7 +159,7 @@ async fn upload_to(run: &mut Run, k: usize, targets: &[usize]) {
     let concurrency = run.concurrency;
     run.concurrency = concurrency.min(UPLOADS_AT_ONCE);
     run.each(
-        "images",
+        crate::cluster::phase::Step::Images,
         move |h| names.contains(&h.node.name),
         move |_, _node, sess| {
             let (p, img) = (p.clone(), img.clone());
@@ -413,7 +413,7 @@ pub async fn run(run: &mut Run) {
     {
         let reports = reports.clone();
         run.each(
-            "prepare",
+            crate::cluster::phase::Step::Prepare,
             |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
                 let (scripts, reports) = (scripts.clone(), reports.clone());
@@ -524,7 +524,7 @@ pub async fn run(run: &mut Run) {
         .map_err(|e| e.to_string());
         let tmo = p.timeouts.images;
         run.each(
-            "images",
+            crate::cluster::phase::Step::Images,
             move |h| names.contains(&h.node.name),
             move |_, _, sess| {
                 let script = script.clone();

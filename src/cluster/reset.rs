@@ -141,7 +141,7 @@ pub async fn run(run: &mut Run, whole: bool) {
     for role in [Role::Worker, Role::ControlPlane] {
         let (p, script, api) = (p.clone(), script.clone(), api.clone());
         run.each(
-            "reset",
+            crate::cluster::phase::Step::Reset,
             |h| h.node.role == role,
             move |_, node, sess| {
                 let (p, script, api) = (p.clone(), script.clone(), api.clone());

@@ -33,7 +33,7 @@ pub async fn exec(a: ExecArgs) -> i32 {
     let timeout = run.plan.timeouts.command;
     let outputs: std::sync::Mutex<Vec<(String, crate::ssh::Output)>> = Default::default();
     run.each(
-        "exec",
+        crate::cluster::phase::Step::Exec,
         |_| true,
         |_, node, sess| {
             let cmd = cmd.clone();

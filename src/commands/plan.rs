@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::app::{close_all, load, EXIT_FAILED, EXIT_OK};
 use crate::cli::Common;
 use crate::cluster::dry::{self, HostPlan, Step};
-use crate::cluster::{self, preflight, Outcome, Run};
+use crate::cluster::phase::Manager;
+use crate::cluster::{self, phases, Outcome, Run};
 use crate::progress::OutputFormat;
 
 pub const EXIT_CHANGES: i32 = 3;
@@ -20,10 +21,11 @@ pub async fn plan(c: Common) -> i32 {
         Err(code) => return code,
     };
     cluster::watch_ctrl_c(run.progress.clone());
-    cluster::connect::run(&mut run).await;
-    preflight::gather(&mut run, true).await;
-    let findings = preflight::check(&run);
-    preflight::apply(&mut run, &findings);
+    // The checks `up` starts with (no run lock: a plan changes nothing), then the dry prepare.
+    let checks = Manager::new(true)
+        .add(phases::Connect)
+        .add(phases::Preflight { lock_for: None, stop_on_problems: false });
+    let _ = checks.run(&mut run).await;
     let hosts = if cluster::interrupted() {
         vec![HostPlan::default(); run.hosts.len()]
     } else {

@@ -2,8 +2,8 @@
 
 use crate::app::{console_lock, finish, load};
 use crate::cli::Common;
-use crate::cluster::{self, preflight, Outcome, Run};
-use crate::plan::Role;
+use crate::cluster::phase::{Ended, Manager};
+use crate::cluster::{self, phases, Outcome, Run};
 
 pub async fn up(c: Common) -> i32 {
     let mut run = match load(&c, None) {
@@ -15,80 +15,40 @@ pub async fn up(c: Common) -> i32 {
         Err(code) => return code,
     };
     cluster::watch_ctrl_c(run.progress.clone());
-    cluster::connect::run(&mut run).await;
-    let locks = cluster::connect::start_locks(&run, "up");
-    preflight::gather(&mut run, true).await;
-    if !cluster::connect::apply_locks(&mut run, locks).await {
-        return finish(
-            &run,
-            None,
-            "another kubestrap run is working on this cluster: nothing was changed",
-        )
-        .await;
-    }
-    if cluster::interrupted() {
-        return stop_interrupted(&mut run).await;
-    }
-    let findings = preflight::check(&run);
-    if findings.iter().any(|f| f.error) {
-        preflight::apply(&mut run, &findings);
-        for i in 0..run.hosts.len() {
-            run.skip(
-                i,
-                "not started: preflight found problems (nothing was changed on any host)",
-            );
+    match manager().run(&mut run).await {
+        Ended::Done => {
+            let kubeconfig = run.kubeconfig.clone();
+            finish(&run, kubeconfig.as_deref(), "").await
         }
-        return finish(
-            &run,
-            None,
-            "preflight failed: nothing was changed; fix the problems above and run again",
-        )
-        .await;
+        Ended::Stopped(why) => finish(&run, None, &why).await,
+        Ended::Interrupted { .. } => stop_interrupted(&mut run).await,
     }
-    preflight::apply(&mut run, &findings);
+}
 
-    cluster::prepare::run(&mut run).await;
-    if cluster::interrupted() {
-        return stop_interrupted(&mut run).await;
-    }
+/// `up`'s phases, in order.
+pub fn manager() -> Manager {
+    Manager::new(false)
+        .add(phases::Connect)
+        .add(phases::Preflight { lock_for: Some("up"), stop_on_problems: true })
+        .add(phases::Prepare)
+        .add(phases::Init)
+        .add(phases::Join)
+        .add(phases::Network)
+        .add(phases::Kubeconfig)
+}
 
-    let cp = run.control_plane_index();
-    // A fresh token is needed only when some worker in this run will join: it is not a
-    // registered node, or its host has no kubelet.conf (reset or rebuilt under the same name).
-    let workers: Vec<(String, bool)> = run
-        .hosts
-        .iter()
-        .filter(|h| h.node.role == Role::Worker && h.alive())
-        .map(|h| (h.node.name.clone(), h.facts.yes("kubelet_conf")))
-        .collect();
-    let init = cluster::init::run(&mut run, |registered| {
-        workers
-            .iter()
-            .any(|(n, kubelet_conf)| !kubelet_conf || !registered.iter().any(|r| &r.name == n))
-    })
-    .await;
-    let Some((bootstrap, registered)) = init else {
-        for i in 0..run.hosts.len() {
-            if i != cp {
-                run.skip(i, "the control plane is not up, so this node cannot join");
-            }
-        }
-        return finish(&run, None, "").await;
-    };
-    cluster::join::run(&mut run, &bootstrap, &registered).await;
-    if cluster::interrupted() {
-        return stop_interrupted(&mut run).await;
+#[cfg(test)]
+mod tests {
+    use crate::cluster::phase::Step;
+
+    #[test]
+    fn up_is_these_phases_and_a_plan_runs_only_the_checks() {
+        use Step::*;
+        assert_eq!(
+            super::manager().steps(),
+            [Connect, Preflight, Prepare, Init, Join, Network, Kubeconfig]
+        );
     }
-    if cluster::network::apply(&mut run).await {
-        cluster::network::wait_ready(&mut run).await;
-    }
-    let kubeconfig = cluster::kubeconfig::fetch(&mut run).await;
-    for i in 0..run.hosts.len() {
-        if matches!(run.hosts[i].outcome, Outcome::Pending) {
-            run.hosts[i].outcome = Outcome::Ok;
-        }
-    }
-    finish(&run, kubeconfig.as_deref(), "").await
 }
 
 pub async fn stop_interrupted(run: &mut Run) -> i32 {
