@@ -156,16 +156,15 @@ impl Runtime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cni {
     Flannel,
-    Calico,
+    /// No pod network: the user installs one (nodes stay NotReady until then).
     None,
 }
 
 impl Cni {
-    pub const ALLOWED: &'static [&'static str] = &["flannel", "calico", "none"];
+    pub const ALLOWED: &'static [&'static str] = &["flannel", "none"];
     pub fn as_str(&self) -> &'static str {
         match self {
             Cni::Flannel => "flannel",
-            Cni::Calico => "calico",
             Cni::None => "none",
         }
     }
@@ -248,7 +247,7 @@ macro_rules! spelled {
 
 spelled! {
     Runtime: Containerd, Docker;
-    Cni: Flannel, Calico, None;
+    Cni: Flannel, None;
     PkiMode: Kubeadm, Console;
     Role: ControlPlane, Worker;
     HostKeyPolicy: Strict, AcceptNew, Off;

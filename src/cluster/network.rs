@@ -23,7 +23,6 @@ pub fn render_cni(p: &Plan) -> anyhow::Result<Option<String>> {
                 flannel_cni_plugin_image => plan::FLANNEL_CNI_PLUGIN_IMAGE,
             },
         )?)),
-        Cni::Calico => anyhow::bail!("cni: calico is not implemented yet; use flannel or none"),
         Cni::None => Ok(None),
     }
 }

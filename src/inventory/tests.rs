@@ -109,6 +109,17 @@ fn wrong_role_message_matches_the_contract() {
     assert!(e.contains("did you mean `worker`?"), "{e}");
 }
 
+/// No accepted value may end in "not implemented": calico is refused where it is written.
+#[test]
+fn calico_is_refused_at_validation() {
+    let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\n  cni: calico\nhosts:\n  - name: cp\n    address: 192.168.56.10\n    role: control-plane\n";
+    let e = err(src);
+    assert!(
+        e.starts_with("inventory.yaml:4:8: cluster.cni: \"calico\" is not a supported pod network; allowed: flannel, none"),
+        "{e}"
+    );
+}
+
 #[test]
 fn all_semantic_errors_are_collected_one_per_line_sorted() {
     let src = "cluster:\n  name: Lab_1\n  kubernetesVersion: \"1.19.0\"\n  cni: weave\nhosts:\n  - name: cp\n    address: 127.0.0.1\n    role: master\n";
@@ -122,7 +133,7 @@ fn all_semantic_errors_are_collected_one_per_line_sorted() {
     );
     assert!(lines[0].contains("did you mean `lab-1`?"), "{e}");
     assert!(lines[1].starts_with("inventory.yaml:3:22: cluster.kubernetesVersion: Kubernetes 1.19.0 is not supported; supported versions are 1.22.x to 1.36.x"), "{e}");
-    assert!(lines[2].starts_with("inventory.yaml:4:8: cluster.cni: \"weave\" is not a supported pod network; allowed: flannel, calico, none"), "{e}");
+    assert!(lines[2].starts_with("inventory.yaml:4:8: cluster.cni: \"weave\" is not a supported pod network; allowed: flannel, none"), "{e}");
     assert!(lines[3].starts_with("inventory.yaml:7:14: hosts[0].internalAddress: address 127.0.0.1 is a loopback address"), "{e}");
     assert!(lines[4].starts_with("inventory.yaml:8:11: hosts[0].role: \"master\" is not a role; allowed: control-plane, worker (did you mean `control-plane`?)"), "{e}");
 }

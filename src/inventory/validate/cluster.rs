@@ -179,7 +179,7 @@ pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
             "cluster.cni",
             "a supported pod network",
             Cni::ALLOWED,
-            &[Cni::Flannel, Cni::Calico, Cni::None],
+            &[Cni::Flannel, Cni::None],
         );
     }
     if let Some(p) = &c.pki {
