@@ -8,7 +8,7 @@ use crate::progress::OutputFormat;
 
 /// Build a kubeadm Kubernetes cluster over SSH from one inventory file.
 #[derive(Debug, Parser)]
-#[command(name = "kubestrap", version, about, propagate_version = true)]
+#[command(name = "kubestrap", version = env!("KUBESTRAP_VERSION"), about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

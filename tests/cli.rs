@@ -47,7 +47,7 @@ fn help_names_every_command() {
     let o = kubestrap(&["--help"]);
     assert!(o.status.success());
     let h = String::from_utf8_lossy(&o.stdout);
-    for c in ["up", "check", "kubeconfig", "exec", "reset"] {
+    for c in ["up", "check", "plan", "kubeconfig", "exec", "reset"] {
         assert!(h.contains(c), "{h}");
     }
 }
@@ -295,4 +295,23 @@ fn an_unset_secret_variable_exits_2_with_its_location() {
         "{e}"
     );
     assert!(!d.path().join(".kubestrap").exists(), "stopped before the state folder");
+}
+
+#[test]
+fn version_names_the_git_commit() {
+    let o = kubestrap(&["--version"]);
+    assert!(o.status.success());
+    let v = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(v.starts_with(&format!("kubestrap {} (", env!("CARGO_PKG_VERSION"))), "{v}");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(h) if h.status.success() => {
+            let h = String::from_utf8_lossy(&h.stdout).trim().to_string();
+            assert!(v.contains(&format!("({h}")), "{v} does not name HEAD {h}");
+        }
+        _ => assert!(v.contains("(unknown commit)"), "{v}"),
+    }
 }
