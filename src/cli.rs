@@ -40,13 +40,28 @@ pub enum Command {
     /// Exit code 0: no changes; 3: changes pending; 1: a host failed; 2: bad input.
     Plan(Common),
     /// Print the admin kubeconfig (fetched from the control plane if not in the state folder).
-    Kubeconfig(Common),
+    Kubeconfig(KubeconfigArgs),
     /// Take hosts out of the cluster and undo kubeadm on them (the whole cluster when no --host).
     Reset(ResetArgs),
     /// Run a command on hosts in parallel, as the SSH user.
     Exec(ExecArgs),
     /// Turn `vagrant ssh-config` output (on stdin) into an inventory (on stdout).
     VagrantInventory(VagrantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Merge into your kubeconfig ($KUBECONFIG's first file, else ~/.kube/config) instead of
+    /// printing: other clusters and contexts are kept, the old file is backed up, and the new
+    /// context becomes current.
+    #[arg(long)]
+    pub merge: bool,
+    /// The context name for --merge (its cluster and user are named after it); default: the
+    /// cluster's name.
+    #[arg(long, requires = "merge", value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod inventory;
+pub mod kubeconfig_merge;
 pub mod pki;
 pub mod plan;
 pub mod progress;

@@ -315,3 +315,63 @@ fn version_names_the_git_commit() {
         _ => assert!(v.contains("(unknown commit)"), "{v}"),
     }
 }
+
+/// `kubeconfig --merge` as kubectl sees it (the real kubectl is the oracle): the other context is
+/// kept, ours is added under the cluster's name and made current, a second merge replaces it,
+/// the old file is backed up, and both files are 0600.
+#[test]
+fn kubeconfig_merge_keeps_other_contexts_for_the_real_kubectl() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let inv = lab_inventory(d.path());
+    let sd = d.path().join(".kubestrap/lab");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&sd).unwrap();
+    std::fs::set_permissions(d.path().join(".kubestrap"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let admin = "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://10.77.0.11:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: kubernetes-admin@kubernetes\n  context:\n    cluster: kubernetes\n    user: kubernetes-admin\ncurrent-context: kubernetes-admin@kubernetes\nusers:\n- name: kubernetes-admin\n  user:\n    token: t0ken\n";
+    std::fs::write(sd.join("kubeconfig"), admin).unwrap();
+    std::fs::set_permissions(sd.join("kubeconfig"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let cfg = home.join("config");
+    std::fs::write(&cfg, "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster:\n    server: https://prod.example:6443\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: prod\ncurrent-context: prod\nusers:\n- name: prod\n  user:\n    token: p\n").unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let run = |args: &[&str]| {
+        kubestrap_within(args, &[("KUBECONFIG", cfg_s)], 30)
+    };
+    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Merged context lab into"));
+    let kubectl = |args: &[&str]| -> String {
+        let o = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("the real kubectl (the machine's kubectl package)");
+        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(kubectl(&["config", "get-contexts", "-o", "name"]), "lab\nprod");
+    assert_eq!(kubectl(&["config", "current-context"]), "lab");
+    assert_eq!(
+        kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]),
+        "https://10.77.0.11:6443"
+    );
+    assert_eq!(
+        kubectl(&["config", "view", "--raw", "-o", "jsonpath={.users[?(@.name==\"prod\")].user.token}"]),
+        "p"
+    );
+    // Again, under another name: both kept, nothing duplicated.
+    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge", "--context", "lab-2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge", "--context", "lab-2"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(kubectl(&["config", "get-contexts", "-o", "name"]), "lab\nlab-2\nprod");
+    for f in [cfg.clone(), home.join("config.kubestrap-backup")] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    // A hostile context name is refused before anything is written.
+    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge", "--context", "a\nb"]);
+    assert_eq!(o.status.code(), Some(2));
+}

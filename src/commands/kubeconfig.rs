@@ -1,13 +1,49 @@
-//! `kubestrap kubeconfig -i FILE`: print the admin kubeconfig (fetched when missing).
+//! `kubestrap kubeconfig -i FILE [--merge [--context NAME]]`: print the admin kubeconfig
+//! (fetched when missing), or merge it into the user's kubeconfig.
 
 use crate::app::{close_all, load, EXIT_FAILED, EXIT_INPUT, EXIT_OK};
-use crate::cli::Common;
+use crate::cli::KubeconfigArgs;
 use crate::cluster::{self, Outcome};
 use crate::plan::Role;
 
-pub async fn kubeconfig(c: Common) -> i32 {
+pub async fn kubeconfig(a: KubeconfigArgs) -> i32 {
+    let c = &a.common;
+    if let Some(ctx) = &a.context {
+        if ctx.is_empty()
+            || !ctx.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._@:".contains(&b))
+        {
+            crate::errln!("error: --context {ctx:?}: use letters, digits and - . _ @ : only");
+            return EXIT_INPUT;
+        }
+    }
+    let out = |text: &str, cluster: &str| -> i32 {
+        if !a.merge {
+            crate::out!("{text}");
+            return EXIT_OK;
+        }
+        let ctx = a.context.clone().unwrap_or_else(|| cluster.to_string());
+        let Some(path) = crate::kubeconfig_merge::target() else {
+            crate::errln!("error: neither KUBECONFIG nor HOME is set: nowhere to merge into");
+            return EXIT_INPUT;
+        };
+        match crate::kubeconfig_merge::merge_into(&path, text, &ctx) {
+            Ok(m) => {
+                crate::outln!(
+                    "Merged context {} into {}{}; it is the current context now (kubectl config use-context to switch).",
+                    m.context,
+                    m.path.display(),
+                    m.backup.map(|b| format!(" (the previous file is kept as {})", b.display())).unwrap_or_default()
+                );
+                EXIT_OK
+            }
+            Err(e) => {
+                crate::errln!("error: {e}");
+                EXIT_FAILED
+            }
+        }
+    };
     let mut run = match load(
-        &c,
+        c,
         Some(&|n: &crate::plan::Node| n.role == Role::ControlPlane),
     ) {
         Ok(r) => r,
@@ -17,8 +53,7 @@ pub async fn kubeconfig(c: Common) -> i32 {
     match crate::state::read_string(&path) {
         Ok(text) => {
             run.progress.finish();
-            crate::out!("{text}");
-            return EXIT_OK;
+            return out(&text, &run.plan.cluster_name);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
@@ -35,10 +70,7 @@ pub async fn kubeconfig(c: Common) -> i32 {
     close_all(&run).await;
     run.progress.finish();
     match got.and_then(|p| crate::state::read_string(&p).ok()) {
-        Some(text) => {
-            crate::out!("{text}");
-            EXIT_OK
-        }
+        Some(text) => out(&text, &run.plan.cluster_name),
         None => {
             for h in &run.hosts {
                 if let Outcome::Failed(e) = &h.outcome {
