@@ -225,4 +225,21 @@ fn plan_announces_what_up_does_and_changes_nothing() {
     assert_agreement(&drift, &event(&up2, "summary"));
     let (again, _) = kubestrap(&["plan", "-i", inv_s]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+    // A version bump in the inventory: up refuses before touching any host (issue 14), and so
+    // does plan.
+    let before: Vec<String> = (1..=3).map(|k| digest(&lab, k)).collect();
+    let bumped = std::fs::read_to_string(&inv).unwrap().replace("\"1.31.2\"", "\"1.32.1\"").replace("1.31.2", "1.32.1");
+    assert!(bumped.contains("1.32.1"), "{bumped}");
+    std::fs::write(&inv, bumped).unwrap();
+    let (up3, _) = kubestrap(&["up", "-i", inv_s]);
+    let t = text(&up3);
+    assert_eq!(up3.status.code(), Some(1), "{t}");
+    assert!(t.contains("never changes a running cluster's version") && t.contains("v1.31.2"), "{t}");
+    assert!(t.contains("nothing was changed"), "{t}");
+    for k in 1..=3 {
+        assert_eq!(digest(&lab, k), before[k - 1], "the refused up changed host {k}");
+    }
+    let (p3, _) = kubestrap(&["plan", "-i", inv_s]);
+    assert_eq!(p3.status.code(), Some(1), "{}", text(&p3));
 }

@@ -106,6 +106,22 @@ pub async fn gather(run: &mut Run, fast: bool) {
     }
 }
 
+/// The refusal for a host that is part of a cluster (it has kubelet.conf or admin.conf) whose
+/// kubeadm package is at another Kubernetes version than `want` ("1.31.2").
+fn version_change(f: &Facts, want: &str) -> Option<String> {
+    let in_cluster = f.yes("kubelet_conf") || f.yes("admin_conf");
+    let pkg = f.get("kubeadm_version");
+    let running = pkg.split('-').next().unwrap_or("").trim_start_matches('v');
+    if !in_cluster || running.is_empty() || running == want {
+        return None;
+    }
+    Some(format!(
+        "this host is part of the cluster at Kubernetes v{running} (kubeadm package {pkg}), the inventory says v{want}: \
+         `kubestrap up` never changes a running cluster's version (kubelets newer than the API server break the version skew policy). \
+         Set kubernetesVersion back to \"{running}\", or upgrade with kubeadm (`kubeadm upgrade`) first and then change the inventory"
+    ))
+}
+
 fn kernel_ok(release: &str) -> bool {
     let mut it = release.split(|c: char| !c.is_ascii_digit());
     let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -199,6 +215,11 @@ pub fn check(run: &Run) -> Vec<Finding> {
                     f.get("os")
                 ),
             );
+        }
+        // A host already in the cluster runs the version its packages have: `up` never changes
+        // it (new kubelets before a `kubeadm upgrade` break the version skew policy).
+        if let Some(msg) = version_change(f, &run.plan.version) {
+            add(name, true, "version", msg);
         }
         let repo_configured = !f.get("kubeadm_version").is_empty();
         if !repo_configured && (!f.yes("has_curl") || !f.yes("has_gpg")) {
@@ -302,6 +323,20 @@ pub fn apply(run: &mut Run, findings: &[Finding]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_cluster_keeps_its_version() {
+        let f = Facts::parse("FACT kubelet_conf=yes\nFACT kubeadm_version=1.31.2-1.1\n");
+        assert_eq!(version_change(&f, "1.31.2"), None);
+        let m = version_change(&f, "1.32.0").unwrap();
+        assert!(m.starts_with("this host is part of the cluster at Kubernetes v1.31.2 (kubeadm package 1.31.2-1.1), the inventory says v1.32.0"), "{m}");
+        // A patch change too; a host not in the cluster yet may get any version.
+        assert!(version_change(&f, "1.31.3").is_some());
+        let fresh = Facts::parse("FACT kubelet_conf=no\nFACT admin_conf=no\nFACT kubeadm_version=1.30.1-1.1\n");
+        assert_eq!(version_change(&fresh, "1.31.2"), None);
+        let cp = Facts::parse("FACT admin_conf=yes\nFACT kubeadm_version=1.31.2-1.1\n");
+        assert!(version_change(&cp, "1.30.9").is_some(), "a downgrade too");
+    }
 
     #[test]
     fn kernels() {
