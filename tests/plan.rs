@@ -229,7 +229,7 @@ fn plan_announces_what_up_does_and_changes_nothing() {
     // A version bump in the inventory: up refuses before touching any host (issue 14), and so
     // does plan.
     let before: Vec<String> = (1..=3).map(|k| digest(&lab, k)).collect();
-    let bumped = std::fs::read_to_string(&inv).unwrap().replace("\"1.31.2\"", "\"1.32.1\"").replace("1.31.2", "1.32.1");
+    let bumped = std::fs::read_to_string(&inv).unwrap().replace("kubernetesVersion: \"1.31.2\"", "kubernetesVersion: \"1.32.1\"");
     assert!(bumped.contains("1.32.1"), "{bumped}");
     std::fs::write(&inv, bumped).unwrap();
     let (up3, _) = kubestrap(&["up", "-i", inv_s]);
