@@ -80,7 +80,8 @@ case("bad-role", [":10:11: hosts[1].role: \"wroker\" is not a role; allowed: con
 case("role-master", [":7:11: hosts[0].role: \"master\" is not a role; allowed: control-plane, worker (did you mean `control-plane`?)"],
      H.replace("role: control-plane", "role: master"))
 case("bad-runtime", [":4:21: cluster.containerRuntime: \"cri-o\" is not a container runtime; allowed: containerd, docker"], cl("  containerRuntime: cri-o\n"))
-case("bad-cni", [":4:8: cluster.cni: \"weave\" is not a supported pod network; allowed: flannel, calico, none"], cl("  cni: weave\n"))
+case("bad-cni", [":4:8: cluster.cni: \"weave\" is not a supported pod network; allowed: flannel, none"], cl("  cni: weave\n"))
+case("cni-calico-refused", [":4:8: cluster.cni: \"calico\" is not a supported pod network; allowed: flannel, none"], cl("  cni: calico\n"))
 case("bad-pki", [":4:8: cluster.pki: \"openssl\" is not a PKI mode; allowed: kubeadm, console"], cl("  pki: openssl\n"))
 case("bad-host-key-policy", [":12:18: ssh.hostKeyPolicy: \"ask\" is not a host key policy; allowed: strict, accept-new, off"],
      H + "ssh:\n  hostKeyPolicy: ask\n")
