@@ -46,6 +46,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Up(c) => commands::up::up(c).await,
             Command::Check(c) => commands::check::check(c).await,
             Command::Plan(c) => commands::plan::plan(c).await,
+            Command::Upgrade(a) => commands::upgrade::upgrade(a).await,
             Command::Kubeconfig(a) => commands::kubeconfig::kubeconfig(a).await,
             Command::Reset(a) => commands::reset::reset(a).await,
             Command::Exec(a) => commands::exec::exec(a).await,

@@ -39,6 +39,10 @@ pub enum Command {
     /// Show what `up` would change on every host and in the cluster, changing nothing.
     /// Exit code 0: no changes; 3: changes pending; 1: a host failed; 2: bad input.
     Plan(Common),
+    /// Upgrade the cluster to the inventory's kubernetesVersion, node by node in kubeadm's order:
+    /// the first control plane (`kubeadm upgrade apply`), the other control planes one at a time,
+    /// then the workers in batches; each node is drained, upgraded and uncordoned.
+    Upgrade(UpgradeArgs),
     /// Print the admin kubeconfig (fetched from the control plane if not in the state folder).
     Kubeconfig(KubeconfigArgs),
     /// Take hosts out of the cluster and undo kubeadm on them (the whole cluster when no --host).
@@ -65,12 +69,31 @@ pub struct KubeconfigArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Workers upgraded at once: a number, or a percentage of the workers to upgrade (at least 1).
+    #[arg(long, default_value = "10%", value_name = "N|N%")]
+    pub batch: String,
+    /// How long `kubectl drain` may take per node before the upgrade stops there.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub drain_timeout: String,
+    /// Do not ask for confirmation (required when standard input is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct VagrantArgs {
     /// Cluster name.
     #[arg(long, default_value = "vagrant")]
     pub name: String,
     /// Kubernetes version.
-    #[arg(id = "kubernetes_version", long = "kubernetes-version", default_value = "1.31.2")]
+    #[arg(
+        id = "kubernetes_version",
+        long = "kubernetes-version",
+        default_value = "1.31.2"
+    )]
     pub version: String,
     /// The control-plane host (default: the first one).
     #[arg(long)]

@@ -11,6 +11,7 @@ mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
+pub(crate) use validate::parse_duration;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -40,7 +40,9 @@ fn parse(text: &str, what: &str) -> Result<Value, String> {
 fn one<'a>(v: &'a Value, list: &str) -> Result<&'a Value, String> {
     match v[list].as_array().map(Vec::as_slice) {
         Some([x]) => Ok(x),
-        _ => Err(format!("the admin kubeconfig should have exactly one entry in {list}")),
+        _ => Err(format!(
+            "the admin kubeconfig should have exactly one entry in {list}"
+        )),
     }
 }
 
@@ -74,8 +76,16 @@ pub fn merge(existing: &str, admin: &str, context: &str) -> Result<String, Strin
     obj.entry("apiVersion").or_insert_with(|| json!("v1"));
     obj.entry("kind").or_insert_with(|| json!("Config"));
     obj.entry("preferences").or_insert_with(|| json!({}));
-    upsert(&mut doc, "clusters", json!({"name": cluster_name, "cluster": cluster["cluster"]}));
-    upsert(&mut doc, "users", json!({"name": user_name, "user": user["user"]}));
+    upsert(
+        &mut doc,
+        "clusters",
+        json!({"name": cluster_name, "cluster": cluster["cluster"]}),
+    );
+    upsert(
+        &mut doc,
+        "users",
+        json!({"name": user_name, "user": user["user"]}),
+    );
     upsert(
         &mut doc,
         "contexts",
@@ -95,7 +105,10 @@ pub fn merge_into(path: &Path, admin: &str, context: &str) -> Result<Merged, Str
     };
     let merged = merge(existing.as_deref().unwrap_or(""), admin, context)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut backup = None;
     if let Some(old) = &existing {
@@ -127,7 +140,11 @@ pub fn merge_into(path: &Path, admin: &str, context: &str) -> Result<Merged, Str
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
-    Ok(Merged { path: path.to_path_buf(), context: context.to_string(), backup })
+    Ok(Merged {
+        path: path.to_path_buf(),
+        context: context.to_string(),
+        backup,
+    })
 }
 
 #[cfg(test)]
@@ -143,23 +160,37 @@ mod tests {
         let v: Value = serde_saphyr::from_str(&m).unwrap();
         assert_eq!(v["current-context"], "lab");
         let names = |l: &str| -> Vec<String> {
-            v[l].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
+            v[l].as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string())
+                .collect()
         };
         assert_eq!(names("clusters"), ["prod", "lab"]);
         assert_eq!(names("users"), ["prod", "lab-admin"]);
         assert_eq!(names("contexts"), ["prod", "lab"]);
-        assert_eq!(v["clusters"][1]["cluster"]["server"], "https://10.0.0.1:6443");
+        assert_eq!(
+            v["clusters"][1]["cluster"]["server"],
+            "https://10.0.0.1:6443"
+        );
         assert_eq!(v["users"][1]["user"]["client-key-data"], "S0VZ");
         // Merging again replaces, never duplicates.
         let again = merge(&m, &ADMIN.replace("10.0.0.1", "10.0.0.2"), "lab").unwrap();
         let v: Value = serde_saphyr::from_str(&again).unwrap();
         assert_eq!(v["clusters"].as_array().unwrap().len(), 2);
-        assert_eq!(v["clusters"][1]["cluster"]["server"], "https://10.0.0.2:6443");
+        assert_eq!(
+            v["clusters"][1]["cluster"]["server"],
+            "https://10.0.0.2:6443"
+        );
     }
 
     #[test]
     fn a_broken_existing_file_is_an_error_not_overwritten() {
-        assert!(merge("- a list", ADMIN, "lab").unwrap_err().contains("not a kubeconfig"));
-        assert!(merge("a: [", ADMIN, "lab").unwrap_err().contains("not valid YAML"));
+        assert!(merge("- a list", ADMIN, "lab")
+            .unwrap_err()
+            .contains("not a kubeconfig"));
+        assert!(merge("a: [", ADMIN, "lab")
+            .unwrap_err()
+            .contains("not valid YAML"));
     }
 }

@@ -122,7 +122,10 @@ mod tests {
     fn short_secrets_are_redacted_too() {
         let r = Redactor::new();
         r.add("pw9");
-        assert_eq!(r.redact("sudo password pw9 refused"), "sudo password <redacted> refused");
+        assert_eq!(
+            r.redact("sudo password pw9 refused"),
+            "sudo password <redacted> refused"
+        );
         r.add("");
         assert_eq!(r.redact("nothing"), "nothing");
     }

@@ -15,10 +15,7 @@ use std::path::{Path, PathBuf};
 const GITIGNORE: &str = "# kubestrap state: kubeconfigs, keys and logs; never commit it\n*\n";
 
 fn refuse(path: &Path, why: String) -> std::io::Error {
-    std::io::Error::other(format!(
-        "refusing to use {}: {why}",
-        path.display()
-    ))
+    std::io::Error::other(format!("refusing to use {}: {why}", path.display()))
 }
 
 /// Make sure `dir` is a real directory owned by this user (creating it 0700 when missing; its
@@ -334,7 +331,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let first = lock(d.path(), "kubestrap up on laptop, pid 42").unwrap();
         let e = lock(d.path(), "kubestrap up on ci, pid 7").err().unwrap();
-        assert!(e.contains("another kubestrap run holds this cluster"), "{e}");
+        assert!(
+            e.contains("another kubestrap run holds this cluster"),
+            "{e}"
+        );
         assert!(e.contains("kubestrap up on laptop, pid 42"), "{e}");
         drop(first);
         let again = lock(d.path(), "kubestrap up on ci, pid 7").unwrap();

@@ -9,7 +9,9 @@
 //! through bare only when it is one plain word (`[A-Za-z0-9._:/@+=,-]`, no quote, space or
 //! control character), for heredoc bodies and messages; anything else fails the render.
 
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value,
+};
 
 use crate::ssh::shell_quote;
 
@@ -65,6 +67,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "scripts/reset.sh.j2",
         include_str!("../templates/scripts/reset.sh.j2"),
+    ),
+    (
+        "scripts/upgrade-check.sh.j2",
+        include_str!("../templates/scripts/upgrade-check.sh.j2"),
+    ),
+    (
+        "scripts/upgrade-kubeadm.sh.j2",
+        include_str!("../templates/scripts/upgrade-kubeadm.sh.j2"),
+    ),
+    (
+        "scripts/upgrade-kubelet.sh.j2",
+        include_str!("../templates/scripts/upgrade-kubelet.sh.j2"),
     ),
     (
         "kubeadm/init.yaml.j2",
@@ -135,7 +149,10 @@ fn quote_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result
         AutoEscape::Custom(l) => l.to_string(),
         _ => return minijinja::escape_formatter(out, state, value),
     };
-    let text = if value.is_safe() || value.is_integer() || value.kind() == minijinja::value::ValueKind::Bool {
+    let text = if value.is_safe()
+        || value.is_integer()
+        || value.kind() == minijinja::value::ValueKind::Bool
+    {
         value.to_string()
     } else if let Some(s) = value.as_str() {
         if lang == "sh" {

@@ -133,7 +133,10 @@ fn kubeconfig_is_never_read_through_a_symlink() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),
     );
-    assert!(!out.contains("hunter2") && !err.contains("hunter2"), "{out}{err}");
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("symlink"), "{err}");
 }
@@ -144,10 +147,14 @@ fn a_closed_pipe_is_not_a_panic() {
     use std::os::fd::FromRawFd;
     let d = tempfile::tempdir().unwrap();
     let inv = lab_inventory(d.path());
-    let vagrant = "Host default\n  HostName 127.0.0.1\n  User vagrant\n  Port 2222\n  IdentityFile /k\n";
+    let vagrant =
+        "Host default\n  HostName 127.0.0.1\n  User vagrant\n  Port 2222\n  IdentityFile /k\n";
     for (args, stdin) in [
         (vec!["check", "-i", inv.to_str().unwrap()], ""),
-        (vec!["vagrant-inventory", "--private-network", "192.168.56.10"], vagrant),
+        (
+            vec!["vagrant-inventory", "--private-network", "192.168.56.10"],
+            vagrant,
+        ),
     ] {
         for closed_stderr in [false, true] {
             let mut fds = [0; 2];
@@ -157,9 +164,15 @@ fn a_closed_pipe_is_not_a_panic() {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubestrap"));
             cmd.args(&args).stdin(std::process::Stdio::piped());
             let (out, err) = if closed_stderr {
-                (std::process::Stdio::from(pipe.try_clone().unwrap()), std::process::Stdio::from(pipe))
+                (
+                    std::process::Stdio::from(pipe.try_clone().unwrap()),
+                    std::process::Stdio::from(pipe),
+                )
             } else {
-                (std::process::Stdio::from(pipe), std::process::Stdio::piped())
+                (
+                    std::process::Stdio::from(pipe),
+                    std::process::Stdio::piped(),
+                )
             };
             let mut child = cmd.stdout(out).stderr(err).spawn().unwrap();
             {
@@ -206,8 +219,8 @@ fn kubestrap_within(args: &[&str], envs: &[(&str, &str)], secs: u64) -> std::pro
 fn a_huge_timeout_exits_2_naming_the_field() {
     let d = tempfile::tempdir().unwrap();
     let p = one_host_inventory(d.path());
-    let text = std::fs::read_to_string(&p).unwrap()
-        + "timeouts:\n  command: \"18446744073709551615\"\n";
+    let text =
+        std::fs::read_to_string(&p).unwrap() + "timeouts:\n  command: \"18446744073709551615\"\n";
     std::fs::write(&p, text).unwrap();
     let o = kubestrap_within(&["check", "-i", p.to_str().unwrap()], &[], 30);
     let e = String::from_utf8_lossy(&o.stderr);
@@ -294,7 +307,10 @@ fn an_unset_secret_variable_exits_2_with_its_location() {
         e.contains("inv.yaml:6:20: ssh.sudoPasswordEnv: $KS_CLI_SUDO is not set"),
         "{e}"
     );
-    assert!(!d.path().join(".kubestrap").exists(), "stopped before the state folder");
+    assert!(
+        !d.path().join(".kubestrap").exists(),
+        "stopped before the state folder"
+    );
 }
 
 #[test]
@@ -302,7 +318,10 @@ fn version_names_the_git_commit() {
     let o = kubestrap(&["--version"]);
     assert!(o.status.success());
     let v = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(v.starts_with(&format!("kubestrap {} (", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert!(
+        v.starts_with(&format!("kubestrap {} (", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
     let head = std::process::Command::new("git")
         .args(["rev-parse", "--short=10", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -325,21 +344,36 @@ fn kubeconfig_merge_keeps_other_contexts_for_the_real_kubectl() {
     let d = tempfile::tempdir().unwrap();
     let inv = lab_inventory(d.path());
     let sd = d.path().join(".kubestrap/lab");
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&sd).unwrap();
-    std::fs::set_permissions(d.path().join(".kubestrap"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&sd)
+        .unwrap();
+    std::fs::set_permissions(
+        d.path().join(".kubestrap"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     let admin = "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://10.77.0.11:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: kubernetes-admin@kubernetes\n  context:\n    cluster: kubernetes\n    user: kubernetes-admin\ncurrent-context: kubernetes-admin@kubernetes\nusers:\n- name: kubernetes-admin\n  user:\n    token: t0ken\n";
     std::fs::write(sd.join("kubeconfig"), admin).unwrap();
-    std::fs::set_permissions(sd.join("kubeconfig"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        sd.join("kubeconfig"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let home = d.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let cfg = home.join("config");
     std::fs::write(&cfg, "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster:\n    server: https://prod.example:6443\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: prod\ncurrent-context: prod\nusers:\n- name: prod\n  user:\n    token: p\n").unwrap();
     let cfg_s = cfg.to_str().unwrap();
-    let run = |args: &[&str]| {
-        kubestrap_within(args, &[("KUBECONFIG", cfg_s)], 30)
-    };
+    let run = |args: &[&str]| kubestrap_within(args, &[("KUBECONFIG", cfg_s)], 30);
     let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("Merged context lab into"));
     let kubectl = |args: &[&str]| -> String {
         let o = std::process::Command::new("kubectl")
@@ -348,30 +382,78 @@ fn kubeconfig_merge_keeps_other_contexts_for_the_real_kubectl() {
             .args(args)
             .output()
             .expect("the real kubectl (the machine's kubectl package)");
-        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
-    assert_eq!(kubectl(&["config", "get-contexts", "-o", "name"]), "lab\nprod");
+    assert_eq!(
+        kubectl(&["config", "get-contexts", "-o", "name"]),
+        "lab\nprod"
+    );
     assert_eq!(kubectl(&["config", "current-context"]), "lab");
     assert_eq!(
-        kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]),
+        kubectl(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}"
+        ]),
         "https://10.77.0.11:6443"
     );
     assert_eq!(
-        kubectl(&["config", "view", "--raw", "-o", "jsonpath={.users[?(@.name==\"prod\")].user.token}"]),
+        kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.users[?(@.name==\"prod\")].user.token}"
+        ]),
         "p"
     );
     // Again, under another name: both kept, nothing duplicated.
-    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge", "--context", "lab-2"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge", "--context", "lab-2"]);
+    let o = run(&[
+        "kubeconfig",
+        "-i",
+        inv.to_str().unwrap(),
+        "--merge",
+        "--context",
+        "lab-2",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[
+        "kubeconfig",
+        "-i",
+        inv.to_str().unwrap(),
+        "--merge",
+        "--context",
+        "lab-2",
+    ]);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(kubectl(&["config", "get-contexts", "-o", "name"]), "lab\nlab-2\nprod");
+    assert_eq!(
+        kubectl(&["config", "get-contexts", "-o", "name"]),
+        "lab\nlab-2\nprod"
+    );
     for f in [cfg.clone(), home.join("config.kubestrap-backup")] {
         let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", f.display());
     }
     // A hostile context name is refused before anything is written.
-    let o = run(&["kubeconfig", "-i", inv.to_str().unwrap(), "--merge", "--context", "a\nb"]);
+    let o = run(&[
+        "kubeconfig",
+        "-i",
+        inv.to_str().unwrap(),
+        "--merge",
+        "--context",
+        "a\nb",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }

@@ -563,10 +563,14 @@ fn two_runs_at_once_never_both_init() {
         .unwrap();
     let logs = inv.parent().unwrap().join(".kubestrap/lab/logs");
     let held = |name: &str| {
-        std::fs::read_dir(&logs).ok().into_iter().flatten().any(|d| {
-            std::fs::read_to_string(d.unwrap().path().join(format!("{name}.log")))
-                .is_ok_and(|l| l.contains("# lock: Held"))
-        })
+        std::fs::read_dir(&logs)
+            .ok()
+            .into_iter()
+            .flatten()
+            .any(|d| {
+                std::fs::read_to_string(d.unwrap().path().join(format!("{name}.log")))
+                    .is_ok_and(|l| l.contains("# lock: Held"))
+            })
     };
     let t = std::time::Instant::now();
     while !(held("cp1") && held("w1")) {
@@ -576,7 +580,10 @@ fn two_runs_at_once_never_both_init() {
     let second = up(&inv, &[]);
     let s = text(&second);
     assert_eq!(second.status.code(), Some(1), "{s}");
-    assert!(s.contains("another kubestrap run holds this cluster"), "{s}");
+    assert!(
+        s.contains("another kubestrap run holds this cluster"),
+        "{s}"
+    );
     assert!(s.contains("kubestrap up on"), "{s}");
     let other = tempfile::tempdir().unwrap();
     let inv2 = other.path().join("inventory.yaml");
@@ -589,7 +596,10 @@ fn two_runs_at_once_never_both_init() {
 
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
-    let inits = lab.sh(1, "grep -c '^kubeadm init' /var/log/kubestrap-lab/calls.log || true");
+    let inits = lab.sh(
+        1,
+        "grep -c '^kubeadm init' /var/log/kubestrap-lab/calls.log || true",
+    );
     assert_eq!(inits.trim(), "1", "kubeadm init ran {} times", inits.trim());
     // The lock went with the first run's sessions: a re-run takes it and changes nothing.
     assert_noop_rerun(&inv);

@@ -302,7 +302,10 @@ fn assert_no_secrets(inv: &Path, runs: &[&Run], secrets: &[(&str, String)]) {
 /// the lab records every invocation in /var/log/kubestrap-lab/calls.log.
 fn assert_no_secret_in_argv(lab: &Lab, n: usize, secrets: &[(&str, String)]) {
     for k in 1..=n {
-        let argv = lab.sh(k, "cat /var/log/kubestrap-lab/calls.log 2>/dev/null || true");
+        let argv = lab.sh(
+            k,
+            "cat /var/log/kubestrap-lab/calls.log 2>/dev/null || true",
+        );
         for (what, s) in secrets {
             assert!(
                 !argv.contains(s.as_str()),
@@ -642,7 +645,8 @@ fn token_replacement_add_host_reset_rebuild_and_secret_scan() {
     // `kubeadm token create` got the new token from a file: it is in no recorded argv.
     let argv = lab.sh(1, "cat /var/log/kubestrap-lab/calls.log");
     assert!(
-        argv.lines().any(|l| l.starts_with("kubeadm token create --config ")),
+        argv.lines()
+            .any(|l| l.starts_with("kubeadm token create --config ")),
         "no token create --config call:\n{argv}"
     );
     assert_no_secret_in_argv(&lab, 3, &secrets);

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kubestrap::cluster::{init, join, network, prepare, reset};
+use kubestrap::cluster::{init, join, network, prepare, reset, upgrade};
 use kubestrap::pki::BootstrapToken;
 use kubestrap::plan::Plan;
 
@@ -40,21 +40,104 @@ const PAYLOADS: &[&str] = &[
 
 /// Commands the scripts may run for real (inside the sandbox they only touch tmpfs).
 const REAL: &[&str] = &[
-    "sh", "mktemp", "cat", "mv", "rm", "chmod", "mkdir", "cmp", "dirname", "basename",
-    "sha256sum", "cut", "awk", "grep", "sed", "tr", "stat", "tail", "head", "seq", "env",
-    "ls", "wc", "sort", "tee", "date", "id", "ln", "cp", "touch", "readlink", "printf", "true",
-    "false", "test", "[", "xargs", "find", "uname",
+    "sh",
+    "mktemp",
+    "cat",
+    "mv",
+    "rm",
+    "chmod",
+    "mkdir",
+    "cmp",
+    "dirname",
+    "basename",
+    "sha256sum",
+    "cut",
+    "awk",
+    "grep",
+    "sed",
+    "tr",
+    "stat",
+    "tail",
+    "head",
+    "seq",
+    "env",
+    "ls",
+    "wc",
+    "sort",
+    "tee",
+    "date",
+    "id",
+    "ln",
+    "cp",
+    "touch",
+    "readlink",
+    "printf",
+    "true",
+    "false",
+    "test",
+    "[",
+    "xargs",
+    "find",
+    "uname",
 ];
 
 /// Commands replaced by a stub that records its argv and succeeds.
 const STUBS: &[&str] = &[
-    "hostname", "hostnamectl", "systemctl", "apt-get", "apt-cache", "apt-mark", "dpkg-query",
-    "dpkg", "curl", "gpg", "modprobe", "sysctl", "swapoff", "containerd", "dockerd", "docker",
-    "ctr", "crictl", "cri-dockerd", "kubeadm", "kubectl", "kubelet", "python3", "setsid", "ip",
-    "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore", "ipvsadm",
-    "timeout", "sleep", "flock", "nproc", "free", "ss", "getent", "df", "lsmod", "swapon",
-    "ethtool", "conntrack", "socat", "ebtables", "iptables", "ip6tables", "nsenter", "journalctl",
-    "update-alternatives", "sudo", "mount", "umount", "losetup", "udevadm", "ping",
+    "hostname",
+    "hostnamectl",
+    "systemctl",
+    "apt-get",
+    "apt-cache",
+    "apt-mark",
+    "dpkg-query",
+    "dpkg",
+    "curl",
+    "gpg",
+    "modprobe",
+    "sysctl",
+    "swapoff",
+    "containerd",
+    "dockerd",
+    "docker",
+    "ctr",
+    "crictl",
+    "cri-dockerd",
+    "kubeadm",
+    "kubectl",
+    "kubelet",
+    "python3",
+    "setsid",
+    "ip",
+    "iptables-save",
+    "ip6tables-save",
+    "iptables-restore",
+    "ip6tables-restore",
+    "ipvsadm",
+    "timeout",
+    "sleep",
+    "flock",
+    "nproc",
+    "free",
+    "ss",
+    "getent",
+    "df",
+    "lsmod",
+    "swapon",
+    "ethtool",
+    "conntrack",
+    "socat",
+    "ebtables",
+    "iptables",
+    "ip6tables",
+    "nsenter",
+    "journalctl",
+    "update-alternatives",
+    "sudo",
+    "mount",
+    "umount",
+    "losetup",
+    "udevadm",
+    "ping",
 ];
 
 const CONTAINERD_DEFAULT: &str = "version = 2\ndisabled_plugins = [\"cri\"]\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"registry.k8s.io/pause:3.8\"\n          SystemdCgroup = false\n";
@@ -65,7 +148,8 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(name: &str) -> Sandbox {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{name}-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("hostile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -94,7 +178,10 @@ impl Sandbox {
         }
         write_exec(
             &bin.join("kscanary"),
-            &format!("#!/bin/sh\necho \"kscanary ran: $*\" >> {}\n", shell(&dir.join("CANARY").to_string_lossy())),
+            &format!(
+                "#!/bin/sh\necho \"kscanary ran: $*\" >> {}\n",
+                shell(&dir.join("CANARY").to_string_lossy())
+            ),
         );
         Sandbox { dir }
     }
@@ -109,10 +196,15 @@ impl Sandbox {
     /// `run`, also returning stdout and what the script left in the sandbox's writable
     /// directories (`find` after it ended).
     fn run_full(&self, label: &str, script: &str) -> (Option<i32>, String, String, String) {
-        const LIB_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
+        const LIB_PATH: &str =
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
         let bin = self.dir.join("bin");
         let script = if script.contains(LIB_PATH) {
-            script.replacen(LIB_PATH, &format!("PATH={}\n", shell(&bin.to_string_lossy())), 1)
+            script.replacen(
+                LIB_PATH,
+                &format!("PATH={}\n", shell(&bin.to_string_lossy())),
+                1,
+            )
         } else {
             script.to_string()
         };
@@ -138,7 +230,15 @@ impl Sandbox {
             left = shell(&self.dir.join("left.txt").to_string_lossy()),
         );
         let out = Command::new("unshare")
-            .args(["--mount", "--net", "--propagation", "private", "--fork", "sh", "-c"])
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--fork",
+                "sh",
+                "-c",
+            ])
             .arg(&wrapper)
             .output()
             .expect("unshare (util-linux) runs the sandbox; this test needs root");
@@ -148,12 +248,20 @@ impl Sandbox {
             "the sandbox could not be set up (this test needs root): {stderr}"
         );
         let left = std::fs::read_to_string(self.dir.join("left.txt")).unwrap_or_default();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr, left)
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+            left,
+        )
     }
 
     /// Make the stub for `cmd` exit with `code`.
     fn stub_exit(&self, cmd: &str, code: i32) {
-        write_exec(&self.dir.join("bin").join(cmd), &format!("#!/bin/sh\nexit {code}\n"));
+        write_exec(
+            &self.dir.join("bin").join(cmd),
+            &format!("#!/bin/sh\nexit {code}\n"),
+        );
     }
 
     fn canary(&self) -> Option<String> {
@@ -240,13 +348,42 @@ fn scripts(p: &Plan, v: &str) -> Vec<(String, String)> {
     let w = p.nodes[1].clone();
     let token = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
     let mut out = vec![
-        ("prepare-cp".to_string(), prepare::render(p, &cp, &[], true).unwrap()),
+        (
+            "prepare-cp".to_string(),
+            prepare::render(p, &cp, &[], true).unwrap(),
+        ),
         (
             "prepare-worker-fetch".into(),
             prepare::render(p, &w, &[(Some(v.to_string()), v.to_string())], false).unwrap(),
         ),
         ("reset".into(), reset::render(p).unwrap()),
         ("token".into(), init::token_script(p, &token).unwrap()),
+        (
+            "upgrade-check-cp".into(),
+            upgrade::render_check(p, &cp, true, None).unwrap(),
+        ),
+        (
+            "upgrade-check-images".into(),
+            upgrade::render_check(
+                p,
+                &w,
+                false,
+                Some(&[v.to_string(), format!("{v}/kube-proxy:v1.32.1")]),
+            )
+            .unwrap(),
+        ),
+        (
+            "upgrade-kubeadm-apply".into(),
+            upgrade::render_kubeadm(p, true).unwrap(),
+        ),
+        (
+            "upgrade-kubeadm-node".into(),
+            upgrade::render_kubeadm(p, false).unwrap(),
+        ),
+        (
+            "upgrade-kubelet".into(),
+            upgrade::render_kubelet(p).unwrap(),
+        ),
     ];
     for (name, ctx) in [
         (
@@ -280,7 +417,9 @@ fn scripts(p: &Plan, v: &str) -> Vec<(String, String)> {
 
 fn yaml_docs(y: &str) -> Vec<serde_json::Value> {
     y.split("\n---\n")
-        .map(|d| serde_saphyr::from_str::<serde_json::Value>(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
+        .map(|d| {
+            serde_saphyr::from_str::<serde_json::Value>(d).unwrap_or_else(|e| panic!("{e}\n{d}"))
+        })
         .collect()
 }
 
@@ -290,7 +429,10 @@ fn the_sandbox_sees_an_injection() {
     let sb = Sandbox::new("control");
     let (code, stderr) = sb.run("control", "x=$(kscanary)\nnosuchcommand-kubestrap\n");
     assert_eq!(code, Some(127), "{stderr}");
-    assert!(sb.canary().is_some(), "the canary stub did not leave its mark");
+    assert!(
+        sb.canary().is_some(),
+        "the canary stub did not leave its mark"
+    );
     assert!(stderr.contains("not found"), "{stderr}");
     // Writes land in the sandbox's tmpfs, not on this machine.
     let (_, _) = sb.run("write", "echo x > /etc/kubestrap-sandbox-probe\n");
@@ -315,19 +457,22 @@ fn benign_scripts_run_clean_in_the_sandbox() {
             for (i, _) in s.match_indices("/tmp/") {
                 let rest = &s[i..];
                 assert!(
-                    rest.starts_with("/tmp/kubestrap.XXXXXXXX)") || rest.starts_with("/tmp/kubestrap-serve.XXXXXXXX)"),
+                    rest.starts_with("/tmp/kubestrap.XXXXXXXX)")
+                        || rest.starts_with("/tmp/kubestrap-serve.XXXXXXXX)"),
                     "{label}: a fixed /tmp name: {}",
                     rest.lines().next().unwrap()
                 );
             }
             assert!(
-                s.contains("trap 'rm -rf \"$W\"' EXIT") || s.contains("d=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT"),
+                s.contains("trap 'rm -rf \"$W\"' EXIT")
+                    || s.contains("d=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT"),
                 "{label}: no private work directory"
             );
         }
         let argv = sb.argv();
         assert!(
-            argv.iter().any(|a| a[0] == "hostnamectl" && a.get(2).map(String::as_str) == Some("cp1")),
+            argv.iter()
+                .any(|a| a[0] == "hostnamectl" && a.get(2).map(String::as_str) == Some("cp1")),
             "the stubs record argv: {argv:?}"
         );
     }
@@ -354,11 +499,13 @@ fn hostile_values_stay_data_in_every_script() {
             // The value reached the commands whole, as one argument.
             let argv = sb.argv();
             assert!(
-                argv.iter().any(|a| a[0] == "hostnamectl" && a.get(2).map(String::as_str) == Some(*v)),
+                argv.iter()
+                    .any(|a| a[0] == "hostnamectl" && a.get(2).map(String::as_str) == Some(*v)),
                 "{runtime}: hostnamectl did not get {v:?} as one argument: {argv:?}"
             );
             assert!(
-                argv.iter().any(|a| a[0] == "curl" && a.iter().any(|x| x == v)),
+                argv.iter()
+                    .any(|a| a[0] == "curl" && a.iter().any(|x| x == v)),
                 "{runtime}: curl did not get the URL {v:?} as one argument: {argv:?}"
             );
         }
@@ -410,7 +557,8 @@ fn hostile_values_parse_back_unchanged_from_the_yaml() {
 /// errors fail; the few style codes a POSIX script cannot avoid are named here with the reason.
 #[test]
 fn shellcheck_passes_on_every_rendered_script() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shellcheck-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shellcheck-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = vec![];
     for runtime in ["containerd", "docker"] {
@@ -450,7 +598,10 @@ fn reset_reports_a_hung_kubeadm_reset_as_a_timeout() {
     sb.stub_exit("timeout", 3);
     let (code, stderr) = sb.run("reset-3", &with_state);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("kubeadm reset -f failed (exit 3)"), "{stderr}");
+    assert!(
+        stderr.contains("kubeadm reset -f failed (exit 3)"),
+        "{stderr}"
+    );
 }
 
 /// `kubestrap plan`'s prepare script (dry mode) on a fresh host: it announces the changes a
@@ -465,8 +616,15 @@ fn a_dry_prepare_announces_and_changes_nothing() {
             let s = prepare::render_dry(&p, node, node.name == "cp1").unwrap();
             let (code, stdout, stderr, left) = sb.run_full(&format!("dry-{}", node.name), &s);
             assert_eq!(code, Some(0), "{runtime} {}: {stderr}\n{stdout}", node.name);
-            assert!(left.trim().is_empty(), "{runtime} {}: a plan left files behind:\n{left}", node.name);
-            let changes: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("CHANGED ")).collect();
+            assert!(
+                left.trim().is_empty(),
+                "{runtime} {}: a plan left files behind:\n{left}",
+                node.name
+            );
+            let changes: Vec<&str> = stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("CHANGED "))
+                .collect();
             for want in [
                 format!("hostname {}", node.name),
                 "/etc/hosts".to_string(),
@@ -477,26 +635,39 @@ fn a_dry_prepare_announces_and_changes_nothing() {
                 "held kubeadm".to_string(),
                 "/etc/crictl.yaml".to_string(),
             ] {
-                assert!(changes.contains(&want.as_str()), "{runtime} {}: {want:?} not announced: {changes:?}", node.name);
+                assert!(
+                    changes.contains(&want.as_str()),
+                    "{runtime} {}: {want:?} not announced: {changes:?}",
+                    node.name
+                );
             }
-            assert!(stdout.contains("BEGIN diff /etc/hosts\nnew file, "), "{stdout}");
+            assert!(
+                stdout.contains("BEGIN diff /etc/hosts\nnew file, "),
+                "{stdout}"
+            );
         }
-        let mutating: Vec<_> = sb
-            .argv()
-            .into_iter()
-            .filter(|a| {
-                let arg = |k: usize| a.get(k).map(String::as_str).unwrap_or("");
-                match a[0].as_str() {
-                    "systemctl" => !matches!(arg(1), "show" | "is-enabled" | "is-active" | "status"),
-                    "apt-get" | "modprobe" | "swapoff" | "hostnamectl" | "ctr" | "gpg" | "curl" => true,
-                    "apt-mark" => arg(1) != "showhold",
-                    "sysctl" => arg(1) != "-n",
-                    "hostname" => a.len() > 1,
-                    "docker" => arg(1) == "load",
-                    _ => false,
-                }
-            })
-            .collect();
-        assert!(mutating.is_empty(), "{runtime}: a plan ran commands that change a host: {mutating:?}");
+        let mutating: Vec<_> =
+            sb.argv()
+                .into_iter()
+                .filter(|a| {
+                    let arg = |k: usize| a.get(k).map(String::as_str).unwrap_or("");
+                    match a[0].as_str() {
+                        "systemctl" => {
+                            !matches!(arg(1), "show" | "is-enabled" | "is-active" | "status")
+                        }
+                        "apt-get" | "modprobe" | "swapoff" | "hostnamectl" | "ctr" | "gpg"
+                        | "curl" => true,
+                        "apt-mark" => arg(1) != "showhold",
+                        "sysctl" => arg(1) != "-n",
+                        "hostname" => a.len() > 1,
+                        "docker" => arg(1) == "load",
+                        _ => false,
+                    }
+                })
+                .collect();
+        assert!(
+            mutating.is_empty(),
+            "{runtime}: a plan ran commands that change a host: {mutating:?}"
+        );
     }
 }

@@ -19,7 +19,10 @@ fn kubestrap(args: &[&str]) -> (Output, f64) {
         .output()
         .expect("run kubestrap");
     let secs = t.elapsed().as_secs_f64();
-    eprintln!("kubestrap {args:?}: exit {:?} in {secs:.1}s", o.status.code());
+    eprintln!(
+        "kubestrap {args:?}: exit {:?} in {secs:.1}s",
+        o.status.code()
+    );
     (o, secs)
 }
 
@@ -65,11 +68,20 @@ fn is_cluster_change(c: &str) -> bool {
 /// travels is decided during `up`.
 fn as_planned(c: String) -> String {
     let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
-    if let Some(rest) = c.strip_prefix("uploaded ").filter(|_| c.ends_with(" from the console")) {
-        return format!("receive image bundle {}", name(rest.split(' ').next().unwrap()));
+    if let Some(rest) = c
+        .strip_prefix("uploaded ")
+        .filter(|_| c.ends_with(" from the console"))
+    {
+        return format!(
+            "receive image bundle {}",
+            name(rest.split(' ').next().unwrap())
+        );
     }
     if let Some(rest) = c.strip_prefix("fetched ") {
-        return format!("receive image bundle {}", name(rest.split(" from ").next().unwrap()));
+        return format!(
+            "receive image bundle {}",
+            name(rest.split(" from ").next().unwrap())
+        );
     }
     c
 }
@@ -78,8 +90,11 @@ fn as_planned(c: String) -> String {
 fn assert_agreement(plan: &serde_json::Value, up: &serde_json::Value) {
     let planned = changes(plan);
     for (host, done) in changes(up) {
-        let done: BTreeSet<String> =
-            done.into_iter().filter(|c| !is_cluster_change(c)).map(as_planned).collect();
+        let done: BTreeSet<String> = done
+            .into_iter()
+            .filter(|c| !is_cluster_change(c))
+            .map(as_planned)
+            .collect();
         let announced = &planned.iter().find(|(h, _)| *h == host).unwrap().1;
         let unannounced: Vec<_> = done.difference(announced).collect();
         let undone: Vec<_> = announced.difference(&done).collect();
@@ -103,7 +118,10 @@ fn assert_agreement(plan: &serde_json::Value, up: &serde_json::Value) {
             "{host}: join: plan {steps:?}, up {up_all:?}"
         );
         if up_all.iter().any(|c| c.starts_with("pod network applied")) {
-            assert!(steps.iter().any(|s| s.starts_with("apply the pod network")), "{host}: {steps:?}");
+            assert!(
+                steps.iter().any(|s| s.starts_with("apply the pod network")),
+                "{host}: {steps:?}"
+            );
         }
         assert!(
             unannounced.is_empty() && undone.is_empty(),
@@ -129,10 +147,13 @@ fn digest(lab: &Lab, k: usize) -> String {
 }
 
 fn calls(lab: &Lab, k: usize) -> Vec<String> {
-    lab.sh(k, "cat /var/log/kubestrap-lab/calls.log 2>/dev/null || true")
-        .lines()
-        .map(str::to_string)
-        .collect()
+    lab.sh(
+        k,
+        "cat /var/log/kubestrap-lab/calls.log 2>/dev/null || true",
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 fn changing_call(c: &str) -> bool {
@@ -141,7 +162,16 @@ fn changing_call(c: &str) -> bool {
     let cmd = w.first().copied().unwrap_or("");
     match cmd {
         "kubeadm" => !has("version") && !has("config") || has("init") || has("join"),
-        "systemctl" => ["enable", "restart", "start", "stop", "daemon-reload", "disable"].iter().any(|x| has(x)),
+        "systemctl" => [
+            "enable",
+            "restart",
+            "start",
+            "stop",
+            "daemon-reload",
+            "disable",
+        ]
+        .iter()
+        .any(|x| has(x)),
         "apt-get" => has("install") || has("update") || has("remove"),
         "apt-mark" => has("hold") || has("unhold"),
         "ctr" => has("import"),
@@ -155,7 +185,13 @@ fn changing_call(c: &str) -> bool {
 #[ignore = "needs root and the namespaced lab: run by scripts/test"]
 fn plan_announces_what_up_does_and_changes_nothing() {
     let lab = Lab::up(3);
-    let inv = lab.inventory(&["--version", "1.31.2", "--runtime", "containerd", "--preload"]);
+    let inv = lab.inventory(&[
+        "--version",
+        "1.31.2",
+        "--runtime",
+        "containerd",
+        "--preload",
+    ]);
     let inv_s = inv.to_str().unwrap();
     let state = inv.parent().unwrap().join(".kubestrap/lab");
 
@@ -185,11 +221,20 @@ fn plan_announces_what_up_does_and_changes_nothing() {
     assert_eq!(fresh["changes_pending"], true);
     for k in 1..=3 {
         assert_eq!(digest(&lab, k), before[k - 1], "plan changed host {k}");
-        let new: Vec<String> = calls(&lab, k).into_iter().skip(calls_before[k - 1]).collect();
+        let new: Vec<String> = calls(&lab, k)
+            .into_iter()
+            .skip(calls_before[k - 1])
+            .collect();
         let bad: Vec<&String> = new.iter().filter(|c| changing_call(c)).collect();
-        assert!(bad.is_empty(), "plan made changing calls on host {k}: {bad:?}");
+        assert!(
+            bad.is_empty(),
+            "plan made changing calls on host {k}: {bad:?}"
+        );
     }
-    assert!(!state.join("kubeconfig").exists(), "plan wrote a kubeconfig");
+    assert!(
+        !state.join("kubeconfig").exists(),
+        "plan wrote a kubeconfig"
+    );
     assert!(!state.join("pki").exists(), "plan made a pki folder");
 
     // up does what plan said.
@@ -203,7 +248,10 @@ fn plan_announces_what_up_does_and_changes_nothing() {
     assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
     assert!(out.contains("No changes"), "{out}");
     for h in ["cp1", "w1", "w2"] {
-        assert!(out.contains(&format!("{h} (")) && !out.contains("changes pending"), "{out}");
+        assert!(
+            out.contains(&format!("{h} (")) && !out.contains("changes pending"),
+            "{out}"
+        );
     }
     eprintln!("plan on a converged 3-host cluster: {secs:.2}s");
 
@@ -216,7 +264,11 @@ fn plan_announces_what_up_does_and_changes_nothing() {
     let per = changes(&drift);
     let of = |h: &str| per.iter().find(|(n, _)| n == h).unwrap().1.clone();
     assert!(of("cp1").is_empty(), "{drift}");
-    assert_eq!(of("w1"), BTreeSet::from(["held kubelet".to_string()]), "{drift}");
+    assert_eq!(
+        of("w1"),
+        BTreeSet::from(["held kubelet".to_string()]),
+        "{drift}"
+    );
     assert!(of("w2").contains("/etc/containerd/config.toml"), "{drift}");
     let diffs = &drift["hosts"][2]["diffs"]["/etc/containerd/config.toml"];
     assert!(diffs.as_str().unwrap_or("").contains("-# drift"), "{drift}");
@@ -229,16 +281,26 @@ fn plan_announces_what_up_does_and_changes_nothing() {
     // A version bump in the inventory: up refuses before touching any host (issue 14), and so
     // does plan.
     let before: Vec<String> = (1..=3).map(|k| digest(&lab, k)).collect();
-    let bumped = std::fs::read_to_string(&inv).unwrap().replace("kubernetesVersion: \"1.31.2\"", "kubernetesVersion: \"1.32.1\"");
+    let bumped = std::fs::read_to_string(&inv).unwrap().replace(
+        "kubernetesVersion: \"1.31.2\"",
+        "kubernetesVersion: \"1.32.1\"",
+    );
     assert!(bumped.contains("1.32.1"), "{bumped}");
     std::fs::write(&inv, bumped).unwrap();
     let (up3, _) = kubestrap(&["up", "-i", inv_s]);
     let t = text(&up3);
     assert_eq!(up3.status.code(), Some(1), "{t}");
-    assert!(t.contains("never changes a running cluster's version") && t.contains("v1.31.2"), "{t}");
+    assert!(
+        t.contains("never changes a running cluster's version") && t.contains("v1.31.2"),
+        "{t}"
+    );
     assert!(t.contains("nothing was changed"), "{t}");
     for k in 1..=3 {
-        assert_eq!(digest(&lab, k), before[k - 1], "the refused up changed host {k}");
+        assert_eq!(
+            digest(&lab, k),
+            before[k - 1],
+            "the refused up changed host {k}"
+        );
     }
     let (p3, _) = kubestrap(&["plan", "-i", inv_s]);
     assert_eq!(p3.status.code(), Some(1), "{}", text(&p3));

@@ -118,7 +118,8 @@ pub async fn apply_locks(
     let results = match pending.await {
         Ok(r) => r,
         Err(e) => {
-            run.progress.warn(None, &format!("taking the run locks failed: {e}"));
+            run.progress
+                .warn(None, &format!("taking the run locks failed: {e}"));
             return false;
         }
     };

@@ -54,7 +54,8 @@ pub async fn prepare(run: &mut Run) -> Vec<HostPlan> {
         run.hosts
             .iter()
             .map(|h| {
-                render_dry(&p, &h.node, h.node.role == Role::ControlPlane).map_err(|e| e.to_string())
+                render_dry(&p, &h.node, h.node.role == Role::ControlPlane)
+                    .map_err(|e| e.to_string())
             })
             .collect(),
     );
@@ -83,7 +84,10 @@ pub async fn prepare(run: &mut Run) -> Vec<HostPlan> {
                         return Err(script_error(&section, &out));
                     }
                     let cp = (node.role == Role::ControlPlane).then(|| CpState::parse(&out.stdout));
-                    plans.lock().unwrap().insert(i, (HostPlan::parse(&out.stdout), cp));
+                    plans
+                        .lock()
+                        .unwrap()
+                        .insert(i, (HostPlan::parse(&out.stdout), cp));
                     // Nothing changed: the run's change lists stay empty.
                     Ok(vec![])
                 }
@@ -136,7 +140,10 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
     let p = &run.plan;
     let cp = run.control_plane_index();
     let cp_name = run.hosts[cp].node.name.clone();
-    let step = |host: &str, what: String| Step { host: host.to_string(), what };
+    let step = |host: &str, what: String| Step {
+        host: host.to_string(),
+        what,
+    };
     let mut out = vec![];
     let nodes = run.cp_state.as_ref().and_then(|s| s.nodes.clone());
     let initialised = nodes.is_some();
@@ -151,7 +158,11 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
     }
     let registered: Vec<String> = nodes.iter().flatten().map(|n| n.name.clone()).collect();
     let mut joins = vec![];
-    for h in run.hosts.iter().filter(|h| h.node.role == Role::Worker && h.alive()) {
+    for h in run
+        .hosts
+        .iter()
+        .filter(|h| h.node.role == Role::Worker && h.alive())
+    {
         let kubelet_conf = h.facts.yes("kubelet_conf");
         let is_registered = registered.contains(&h.node.name);
         if kubelet_conf && is_registered {
@@ -160,7 +171,10 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
         if !kubelet_conf && is_registered {
             out.push(step(
                 &cp_name,
-                format!("delete the stale node object {} (its host has no kubelet.conf)", h.node.name),
+                format!(
+                    "delete the stale node object {} (its host has no kubelet.conf)",
+                    h.node.name
+                ),
             ));
         }
         joins.push(h.node.name.clone());
@@ -169,10 +183,15 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
         out.push(step(&cp_name, "create a bootstrap token (2h)".into()));
     }
     for j in &joins {
-        out.push(step(j, format!("kubeadm join {} (CA pinned)", p.api_endpoint)));
+        out.push(step(
+            j,
+            format!("kubeadm join {} (CA pinned)", p.api_endpoint),
+        ));
     }
     let all_ready = nodes.as_ref().is_some_and(|ns| {
-        p.nodes.iter().all(|n| ns.iter().any(|x| x.name == n.name && x.ready))
+        p.nodes
+            .iter()
+            .all(|n| ns.iter().any(|x| x.name == n.name && x.ready))
     });
     let cni_same = match super::network::render_cni(p) {
         Ok(Some(m)) => {
@@ -183,10 +202,19 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
         _ => true,
     };
     if !(all_ready && !host_changes && joins.is_empty() && cni_same) {
-        out.push(step(&cp_name, format!("apply the pod network (flannel {})", crate::plan::FLANNEL_VERSION)));
+        out.push(step(
+            &cp_name,
+            format!(
+                "apply the pod network (flannel {})",
+                crate::plan::FLANNEL_VERSION
+            ),
+        ));
     }
     let kc = super::kubeconfig::path(p);
-    let stale = run.cp_state.as_ref().is_some_and(|s| s.admin_conf.is_some());
+    let stale = run
+        .cp_state
+        .as_ref()
+        .is_some_and(|s| s.admin_conf.is_some());
     if !initialised || !kc.exists() || stale {
         out.push(step(
             &cp_name,
@@ -204,8 +232,17 @@ mod tests {
     fn the_dry_output_gives_changes_and_diffs() {
         let out = "STEP system\nOK hostname cp1\nBEGIN diff /etc/hosts\n@@ -1 +1,2 @@\n 127.0.0.1 localhost\n+10.0.0.1 cp1\nEND diff /etc/hosts\nCHANGED /etc/hosts\nBEGIN diff /etc/crictl.yaml\nnew file, 10 bytes, mode 644\nEND diff /etc/crictl.yaml\nCHANGED /etc/crictl.yaml\nCHANGED swap turned off\n";
         let hp = HostPlan::parse(out);
-        assert_eq!(hp.changes, ["/etc/hosts", "/etc/crictl.yaml", "swap turned off"]);
-        assert_eq!(hp.diffs["/etc/hosts"], "@@ -1 +1,2 @@\n 127.0.0.1 localhost\n+10.0.0.1 cp1\n");
-        assert_eq!(hp.diffs["/etc/crictl.yaml"], "new file, 10 bytes, mode 644\n");
+        assert_eq!(
+            hp.changes,
+            ["/etc/hosts", "/etc/crictl.yaml", "swap turned off"]
+        );
+        assert_eq!(
+            hp.diffs["/etc/hosts"],
+            "@@ -1 +1,2 @@\n 127.0.0.1 localhost\n+10.0.0.1 cp1\n"
+        );
+        assert_eq!(
+            hp.diffs["/etc/crictl.yaml"],
+            "new file, 10 bytes, mode 644\n"
+        );
     }
 }

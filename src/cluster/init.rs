@@ -26,6 +26,8 @@ pub struct NodeStatus {
     pub ready: bool,
     pub internal_ip: String,
     pub kubelet_version: String,
+    /// `spec.unschedulable`: cordoned.
+    pub unschedulable: bool,
 }
 
 /// The nodes the API server knows, or None when there is no working API yet.
@@ -73,6 +75,7 @@ pub fn parse_nodes(json: &str) -> Option<Vec<NodeStatus>> {
                         .as_str()
                         .unwrap_or("")
                         .to_string(),
+                    unschedulable: n["spec"]["unschedulable"].as_bool().unwrap_or(false),
                 }
             })
             .collect(),
@@ -389,7 +392,8 @@ pub fn kubeadm_error_within(
         .filter(|l| !l.is_empty())
         .collect();
     let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    StepError::new(step, format!("kubeadm {step} failed: {tail}")).kind(super::ErrorKind::KubeadmFailed)
+    StepError::new(step, format!("kubeadm {step} failed: {tail}"))
+        .kind(super::ErrorKind::KubeadmFailed)
 }
 
 /// `cluster.pki: console`: load the cluster CA from the state folder (made on first use: RSA 2048,
@@ -516,8 +520,9 @@ mod tests {
     fn token_create_keeps_the_token_off_the_command_line() {
         use std::os::unix::fs::PermissionsExt;
         let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\n";
-        let inv = crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let inv =
+            crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
         let p = Plan::from_inventory(&inv).unwrap();
         let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
         let script = token_script(&p, &t).unwrap();
@@ -536,15 +541,30 @@ mod tests {
             .env("REC", d.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let argv = std::fs::read_to_string(d.path().join("argv")).unwrap();
         assert!(argv.starts_with("token\ncreate\n--config\n"), "{argv}");
         assert!(!argv.contains("0123456789abcdef"), "{argv}");
         let config = std::fs::read_to_string(d.path().join("config")).unwrap();
-        assert!(config.contains("token: \"abcdef.0123456789abcdef\""), "{config}");
+        assert!(
+            config.contains("token: \"abcdef.0123456789abcdef\""),
+            "{config}"
+        );
         assert!(config.contains("kind: InitConfiguration"), "{config}");
-        assert_eq!(std::fs::read_to_string(d.path().join("mode")).unwrap().trim(), "600");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("mode"))
+                .unwrap()
+                .trim(),
+            "600"
+        );
         let path = std::fs::read_to_string(d.path().join("path")).unwrap();
-        assert!(!std::path::Path::new(path.trim()).exists(), "the token file was left behind");
+        assert!(
+            !std::path::Path::new(path.trim()).exists(),
+            "the token file was left behind"
+        );
     }
 }

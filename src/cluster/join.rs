@@ -223,7 +223,10 @@ mod tests {
         let lost = StepError::from_ssh("join", crate::ssh::SshError::Lost("eof".into()));
         assert!(!retryable(&lost));
         // The decision reads the kind, not the words: a message that merely looks like one is not retried.
-        assert!(!retryable(&StepError::new("join", "kubeadm join failed: said the remote")));
+        assert!(!retryable(&StepError::new(
+            "join",
+            "kubeadm join failed: said the remote"
+        )));
     }
 
     #[test]

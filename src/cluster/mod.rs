@@ -5,15 +5,16 @@
 
 pub mod connect;
 pub mod dry;
-pub mod phase;
-pub mod phases;
 pub mod init;
 pub mod join;
 pub mod kubeconfig;
 pub mod network;
+pub mod phase;
+pub mod phases;
 pub mod preflight;
 pub mod prepare;
 pub mod reset;
+pub mod upgrade;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -184,8 +185,13 @@ impl Run {
 
     /// `each` for rolling work: the selected hosts `batch` at a time, in inventory order; after a
     /// batch in which a host failed, the rest are skipped (nothing started on them).
-    pub async fn each_batched<F, Fut, S>(&mut self, step: phase::Step, batch: usize, select: S, f: F)
-    where
+    pub async fn each_batched<F, Fut, S>(
+        &mut self,
+        step: phase::Step,
+        batch: usize,
+        select: S,
+        f: F,
+    ) where
         S: Fn(&HostRun) -> bool,
         F: Fn(usize, Node, Arc<Session>) -> Fut,
         Fut: Future<Output = Result<Vec<String>, StepError>>,
@@ -196,9 +202,14 @@ impl Run {
         let all = phase::batches(&selected, batch);
         for (k, b) in all.iter().enumerate() {
             self.each_of(step, b, &f).await;
-            if b.iter().any(|&i| matches!(self.hosts[i].outcome, Outcome::Failed(_))) {
+            if b.iter()
+                .any(|&i| matches!(self.hosts[i].outcome, Outcome::Failed(_)))
+            {
                 for &i in all[k + 1..].iter().flatten() {
-                    self.skip(i, &format!("not started: a host failed at {step} in an earlier batch"));
+                    self.skip(
+                        i,
+                        &format!("not started: a host failed at {step} in an earlier batch"),
+                    );
                 }
                 return;
             }
@@ -214,7 +225,13 @@ impl Run {
         let jobs: Vec<(usize, Node, Arc<Session>)> = selected
             .iter()
             .filter(|&&i| self.hosts[i].alive())
-            .map(|&i| (i, self.hosts[i].node.clone(), self.hosts[i].session.clone().unwrap()))
+            .map(|&i| {
+                (
+                    i,
+                    self.hosts[i].node.clone(),
+                    self.hosts[i].session.clone().unwrap(),
+                )
+            })
             .collect();
         for (i, _, _) in &jobs {
             self.progress.step(&self.hosts[*i].node.name, step);
@@ -400,8 +417,14 @@ mod tests {
         // A host whose sudo wants a password fails in preflight; the lock answer that follows
         // (it failed too, for the same reason) must not replace the step the user is shown.
         let mut r = run();
-        r.fail(0, StepError::new("preflight", "sudo: a password is required"));
-        r.fail(0, StepError::new("lock", "taking the run lock failed (exit 1)"));
+        r.fail(
+            0,
+            StepError::new("preflight", "sudo: a password is required"),
+        );
+        r.fail(
+            0,
+            StepError::new("lock", "taking the run lock failed (exit 1)"),
+        );
         match &r.hosts[0].outcome {
             Outcome::Failed(e) => assert_eq!(e.step, "preflight"),
             o => panic!("{o:?}"),

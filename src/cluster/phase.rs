@@ -28,6 +28,8 @@ pub enum Step {
     Reset,
     Plan,
     Exec,
+    Versions,
+    Upgrade,
 }
 
 impl Step {
@@ -47,6 +49,8 @@ impl Step {
             Step::Reset => "reset",
             Step::Plan => "plan",
             Step::Exec => "exec",
+            Step::Versions => "versions",
+            Step::Upgrade => "upgrade",
         }
     }
 }
@@ -97,7 +101,10 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(dry: bool) -> Self {
-        Manager { phases: vec![], dry }
+        Manager {
+            phases: vec![],
+            dry,
+        }
     }
 
     pub fn add(mut self, p: impl Phase + 'static) -> Self {
@@ -135,7 +142,10 @@ impl Manager {
 
 /// Split `selected` host indices into rolling batches of at most `batch` hosts (`batch` 0 is 1).
 pub fn batches(selected: &[usize], batch: usize) -> Vec<Vec<usize>> {
-    selected.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
+    selected
+        .chunks(batch.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 #[cfg(test)]
@@ -144,7 +154,10 @@ mod tests {
 
     #[test]
     fn batches_keep_order_and_size() {
-        assert_eq!(batches(&[0, 1, 2, 3, 4], 2), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(
+            batches(&[0, 1, 2, 3, 4], 2),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
         assert_eq!(batches(&[3, 1], 0), vec![vec![3], vec![1]]);
         assert!(batches(&[], 3).is_empty());
         assert_eq!(batches(&[0, 1, 2], 10), vec![vec![0, 1, 2]]);

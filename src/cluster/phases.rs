@@ -28,6 +28,8 @@ impl Phase for Connect {
 pub struct Preflight {
     pub lock_for: Option<&'static str>,
     pub stop_on_problems: bool,
+    /// For `upgrade`: a version change is the point, not a problem (and no fast path).
+    pub upgrading: bool,
 }
 
 impl Phase for Preflight {
@@ -40,18 +42,19 @@ impl Phase for Preflight {
     fn run<'a>(&'a self, run: &'a mut Run) -> PhaseFuture<'a> {
         Box::pin(async move {
             let locks = self.lock_for.map(|cmd| connect::start_locks(run, cmd));
-            preflight::gather(run, true).await;
+            preflight::gather(run, !self.upgrading).await;
             if let Some(locks) = locks {
                 if !connect::apply_locks(run, locks).await {
                     return Flow::Stop(
-                        "another kubestrap run is working on this cluster: nothing was changed".into(),
+                        "another kubestrap run is working on this cluster: nothing was changed"
+                            .into(),
                     );
                 }
             }
             if super::interrupted() {
                 return Flow::Next;
             }
-            let findings = preflight::check(run);
+            let findings = preflight::check(run, self.upgrading);
             let problems = findings.iter().any(|f| f.error);
             preflight::apply(run, &findings);
             if problems && self.stop_on_problems {
@@ -62,7 +65,8 @@ impl Phase for Preflight {
                     );
                 }
                 return Flow::Stop(
-                    "preflight failed: nothing was changed; fix the problems above and run again".into(),
+                    "preflight failed: nothing was changed; fix the problems above and run again"
+                        .into(),
                 );
             }
             Flow::Next

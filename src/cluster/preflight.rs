@@ -118,7 +118,7 @@ fn version_change(f: &Facts, want: &str) -> Option<String> {
     Some(format!(
         "this host is part of the cluster at Kubernetes v{running} (kubeadm package {pkg}), the inventory says v{want}: \
          `kubestrap up` never changes a running cluster's version (kubelets newer than the API server break the version skew policy). \
-         Set kubernetesVersion back to \"{running}\", or upgrade with kubeadm (`kubeadm upgrade`) first and then change the inventory"
+         Run `kubestrap upgrade -i FILE` to upgrade the cluster to v{want} (a rolling upgrade in kubeadm's order), or set kubernetesVersion back to \"{running}\""
     ))
 }
 
@@ -131,7 +131,7 @@ fn kernel_ok(release: &str) -> bool {
 
 /// Check the gathered facts. Hosts that already belong to this cluster skip the checks that only
 /// make sense before kubeadm ran (ports, swap was handled then).
-pub fn check(run: &Run) -> Vec<Finding> {
+pub fn check(run: &Run, upgrading: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut add = |host: &str, error: bool, check: &'static str, message: String| {
         out.push(Finding {
@@ -218,7 +218,7 @@ pub fn check(run: &Run) -> Vec<Finding> {
         }
         // A host already in the cluster runs the version its packages have: `up` never changes
         // it (new kubelets before a `kubeadm upgrade` break the version skew policy).
-        if let Some(msg) = version_change(f, &run.plan.version) {
+        if let Some(msg) = version_change(f, &run.plan.version).filter(|_| !upgrading) {
             add(name, true, "version", msg);
         }
         let repo_configured = !f.get("kubeadm_version").is_empty();
@@ -332,7 +332,9 @@ mod tests {
         assert!(m.starts_with("this host is part of the cluster at Kubernetes v1.31.2 (kubeadm package 1.31.2-1.1), the inventory says v1.32.0"), "{m}");
         // A patch change too; a host not in the cluster yet may get any version.
         assert!(version_change(&f, "1.31.3").is_some());
-        let fresh = Facts::parse("FACT kubelet_conf=no\nFACT admin_conf=no\nFACT kubeadm_version=1.30.1-1.1\n");
+        let fresh = Facts::parse(
+            "FACT kubelet_conf=no\nFACT admin_conf=no\nFACT kubeadm_version=1.30.1-1.1\n",
+        );
         assert_eq!(version_change(&fresh, "1.31.2"), None);
         let cp = Facts::parse("FACT admin_conf=yes\nFACT kubeadm_version=1.31.2-1.1\n");
         assert!(version_change(&cp, "1.30.9").is_some(), "a downgrade too");

@@ -315,14 +315,20 @@ pub fn render(
     cp_state: bool,
 ) -> anyhow::Result<String> {
     let sum = input_sha(p, node)?;
-    Ok(set_input_sha(&render_with(p, node, fetch, cp_state, false)?, &sum))
+    Ok(set_input_sha(
+        &render_with(p, node, fetch, cp_state, false)?,
+        &sum,
+    ))
 }
 
 /// The prepare script in dry mode (`kubestrap plan`): every section runs its checks and prints
 /// the CHANGED lines (and `put`'s diffs) of a real run, but changes nothing on the host.
 pub fn render_dry(p: &Plan, node: &Node, cp_state: bool) -> anyhow::Result<String> {
     let sum = input_sha(p, node)?;
-    Ok(set_input_sha(&render_with(p, node, &[], cp_state, true)?, &sum))
+    Ok(set_input_sha(
+        &render_with(p, node, &[], cp_state, true)?,
+        &sum,
+    ))
 }
 
 /// The stamp input of `node`'s prepare script (see `render`).
@@ -504,36 +510,42 @@ pub async fn run(run: &mut Run) {
             }
         }
         targets.sort();
-        upload_to(run, k, &targets).await;
-        let names: Vec<String> = targets
-            .iter()
-            .filter(|&&i| run.hosts[i].alive())
-            .map(|&i| run.hosts[i].node.name.clone())
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let img = p.preload[k].clone();
-        let script = crate::templates::script(
-            "scripts/images.sh.j2",
-            context! {
-                img => context! { path => img.remote.clone(), sha256 => img.sha256.clone() },
-                runtime => p.runtime.as_str(),
-            },
-        )
-        .map_err(|e| e.to_string());
-        let tmo = p.timeouts.images;
-        run.each(
-            crate::cluster::phase::Step::Images,
-            move |h| names.contains(&h.node.name),
-            move |_, _, sess| {
-                let script = script.clone();
-                async move {
-                    let script = script.map_err(|e| StepError::new("images", e))?;
-                    Ok(run_script(&sess, "images", &script, tmo).await?.0)
-                }
-            },
-        )
-        .await;
+        upload_and_import(run, k, &targets).await;
     }
+}
+
+/// Upload bundle `k` from the console to `targets`, then import it there.
+pub async fn upload_and_import(run: &mut Run, k: usize, targets: &[usize]) {
+    let p = Arc::new(run.plan.clone());
+    upload_to(run, k, targets).await;
+    let names: Vec<String> = targets
+        .iter()
+        .filter(|&&i| run.hosts[i].alive())
+        .map(|&i| run.hosts[i].node.name.clone())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let img = p.preload[k].clone();
+    let script = crate::templates::script(
+        "scripts/images.sh.j2",
+        context! {
+            img => context! { path => img.remote.clone(), sha256 => img.sha256.clone() },
+            runtime => p.runtime.as_str(),
+        },
+    )
+    .map_err(|e| e.to_string());
+    let tmo = p.timeouts.images;
+    run.each(
+        crate::cluster::phase::Step::Images,
+        move |h| names.contains(&h.node.name),
+        move |_, _, sess| {
+            let script = script.clone();
+            async move {
+                let script = script.map_err(|e| StepError::new("images", e))?;
+                Ok(run_script(&sess, "images", &script, tmo).await?.0)
+            }
+        },
+    )
+    .await;
 }

@@ -24,7 +24,7 @@ pub async fn check(c: Common) -> i32 {
     }
     cluster::connect::run(&mut run).await;
     preflight::gather(&mut run, false).await;
-    let findings = preflight::check(&run);
+    let findings = preflight::check(&run, false);
     preflight::apply(&mut run, &findings);
     for h in run.hosts.iter_mut() {
         if matches!(h.outcome, Outcome::Pending) {

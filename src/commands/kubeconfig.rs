@@ -10,7 +10,9 @@ pub async fn kubeconfig(a: KubeconfigArgs) -> i32 {
     let c = &a.common;
     if let Some(ctx) = &a.context {
         if ctx.is_empty()
-            || !ctx.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._@:".contains(&b))
+            || !ctx
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._@:".contains(&b))
         {
             crate::errln!("error: --context {ctx:?}: use letters, digits and - . _ @ : only");
             return EXIT_INPUT;

@@ -6,4 +6,5 @@ pub mod kubeconfig;
 pub mod plan;
 pub mod reset;
 pub mod up;
+pub mod upgrade;
 pub mod vagrant_inventory;

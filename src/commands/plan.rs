@@ -24,7 +24,11 @@ pub async fn plan(c: Common) -> i32 {
     // The checks `up` starts with (no run lock: a plan changes nothing), then the dry prepare.
     let checks = Manager::new(true)
         .add(phases::Connect)
-        .add(phases::Preflight { lock_for: None, stop_on_problems: false });
+        .add(phases::Preflight {
+            lock_for: None,
+            stop_on_problems: false,
+            upgrading: false,
+        });
     let _ = checks.run(&mut run).await;
     let hosts = if cluster::interrupted() {
         vec![HostPlan::default(); run.hosts.len()]

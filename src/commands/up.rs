@@ -29,7 +29,11 @@ pub async fn up(c: Common) -> i32 {
 pub fn manager() -> Manager {
     Manager::new(false)
         .add(phases::Connect)
-        .add(phases::Preflight { lock_for: Some("up"), stop_on_problems: true })
+        .add(phases::Preflight {
+            lock_for: Some("up"),
+            stop_on_problems: true,
+            upgrading: false,
+        })
         .add(phases::Prepare)
         .add(phases::Init)
         .add(phases::Join)

@@ -27,7 +27,6 @@ pub(crate) use address::{endpoint_with_port, is_rfc1123_label};
 use cluster::cluster;
 use ssh::{merge, ssh_layer, SshLayer, SECRET_FIELDS};
 use text::{scan_controls, shell_char, SHELL_CHARS};
-#[cfg(test)]
 pub(crate) use timeouts::parse_duration;
 use timeouts::timeouts;
 

@@ -49,7 +49,9 @@ impl Session {
         timeout: Duration,
     ) -> Result<HostLock, SshError> {
         let cmd = self.as_root(&lock_script(cluster, holder));
-        self.log.write(&format!("# lock /run/kubestrap/{cluster}.lock (held until the session closes)\n"));
+        self.log.write(&format!(
+            "# lock /run/kubestrap/{cluster}.lock (held until the session closes)\n"
+        ));
         let mut channel = self
             .handle
             .channel_open_session()
@@ -89,7 +91,8 @@ impl Session {
                         if text.lines().any(|l| l == BUSY) {
                             // The holder's line may still be on its way.
                             while let Ok(Some(ChannelMsg::Data { data })) =
-                                tokio::time::timeout(Duration::from_millis(200), channel.wait()).await
+                                tokio::time::timeout(Duration::from_millis(200), channel.wait())
+                                    .await
                             {
                                 text.push_str(&String::from_utf8_lossy(&data));
                             }

@@ -89,4 +89,3 @@ impl Drop for Lab {
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
-
