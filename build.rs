@@ -5,7 +5,9 @@ use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
     let o = Command::new("git").args(args).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 fn main() {

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 mod common;
+use common::hosts::{calls, digest};
 use common::lab::Lab;
 use common::text;
 
@@ -128,32 +129,6 @@ fn assert_agreement(plan: &serde_json::Value, up: &serde_json::Value) {
             "{host}: up did {unannounced:?} that plan did not announce; plan announced {undone:?} that up did not do\nplan: {plan}\nup: {up}"
         );
     }
-}
-
-/// A digest of the host's mutable state: files under /etc, /var/lib and /opt (without the
-/// lab's own bookkeeping), dpkg status and holds, unit states, images, hostname, sysctls, swaps.
-fn digest(lab: &Lab, k: usize) -> String {
-    lab.sh(
-        k,
-        "{ hostname; cat /proc/swaps; sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables 2>&1; \
-           lsmod 2>/dev/null | awk '{print $1}' | sort; apt-mark showhold; dpkg-query -W 2>&1; \
-           systemctl is-enabled kubelet containerd 2>&1; systemctl is-active kubelet containerd 2>&1; \
-           find /etc /var/lib /opt -xdev \\( -type f -o -type l \\) ! -path '/var/lib/kubestrap-lab/*' \
-             ! -path '/var/lib/dpkg/lock*' ! -path '/var/lib/apt/lists/lock' -print0 2>/dev/null \
-             | sort -z | xargs -0 sha256sum 2>&1; \
-           find /etc /var/lib /opt -xdev -printf '%p %m %u\\n' 2>/dev/null | grep -v '^/var/lib/kubestrap-lab' | sort; \
-         } | sha256sum",
-    )
-}
-
-fn calls(lab: &Lab, k: usize) -> Vec<String> {
-    lab.sh(
-        k,
-        "cat /var/log/kubestrap-lab/calls.log 2>/dev/null || true",
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
 }
 
 fn changing_call(c: &str) -> bool {

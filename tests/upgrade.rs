@@ -1,0 +1,358 @@
+//! `kubestrap upgrade` on the namespaced lab (stand-in kubeadm/kubelet written from kubeadm's
+//! docs and source, tests/lab/standins): refusals change nothing on any host; a rolling upgrade
+//! runs `kubeadm upgrade apply` once on the control plane and `upgrade node` everywhere else,
+//! cordons every node before its kubelet restarts and uncordons it after; a failed worker is
+//! named, stays cordoned, its batch finishes, and the next run completes it; re-runs of
+//! `upgrade` and `up` are no-ops. Root and the lab are needed: `#[ignore]`d, run by scripts/test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::hosts::{calls, digest};
+use common::lab::Lab;
+use common::text;
+
+fn kubestrap(args: &[&str]) -> (Output, f64) {
+    let t = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(args)
+        .output()
+        .expect("run kubestrap");
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "kubestrap {args:?}: exit {:?} in {secs:.1}s",
+        o.status.code()
+    );
+    (o, secs)
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The lab inventory for `version` (with its image bundle), saved beside the first one under
+/// another name: same folder, same cluster, same state folder.
+fn inventory_for(lab: &Lab, version: &str, name: &str) -> PathBuf {
+    let first = lab.dir.path().join("inventory.yaml");
+    let keep = std::fs::read(&first).ok();
+    let made = lab.inventory(&["--version", version, "--runtime", "containerd", "--preload"]);
+    let p = lab.dir.path().join(name);
+    std::fs::rename(&made, &p).unwrap();
+    if let Some(k) = keep {
+        std::fs::write(&first, k).unwrap();
+    }
+    p
+}
+
+fn edited(p: &Path, name: &str, f: impl Fn(String) -> String) -> PathBuf {
+    let q = p.with_file_name(name);
+    std::fs::write(&q, f(std::fs::read_to_string(p).unwrap())).unwrap();
+    q
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Per node: (kubelet version, Ready, unschedulable), read on the control plane.
+fn nodes(lab: &Lab) -> Vec<(String, String, bool, bool)> {
+    let j = lab.sh(
+        1,
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json",
+    );
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap_or_else(|e| panic!("{e}: {j}"));
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ready = n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                n["status"]["nodeInfo"]["kubeletVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                ready,
+                n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn packages(lab: &Lab, k: usize) -> String {
+    lab.sh(k, "dpkg-query -W -f='${Package}=${Version} ' kubeadm kubelet kubectl; echo; apt-mark showhold | tr '\\n' ' '")
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn refused_upgrades_change_nothing() {
+    let lab = Lab::up(2);
+    let inv = lab.inventory(&[
+        "--version",
+        "1.31.2",
+        "--runtime",
+        "containerd",
+        "--preload",
+    ]);
+    let (up, _) = kubestrap(&["up", "-i", s(&inv)]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+
+    settle(&lab, 2);
+    let next = inventory_for(&lab, "1.32.1", "inv-1.32.1.yaml");
+    let before: Vec<String> = (1..=2).map(|k| digest(&lab, k)).collect();
+    let calls_before: Vec<usize> = (1..=2).map(|k| calls(&lab, k).len()).collect();
+    let unchanged = |why: &str| {
+        for k in 1..=2 {
+            assert_eq!(digest(&lab, k), before[k - 1], "{why}: host {k} changed");
+            let new: Vec<String> = calls(&lab, k)
+                .into_iter()
+                .skip(calls_before[k - 1])
+                .collect();
+            let bad: Vec<&String> = new
+                .iter()
+                .filter(|c| {
+                    c.starts_with("kubeadm upgrade")
+                        || c.contains("drain")
+                        || c.contains("cordon")
+                        || (c.starts_with("apt-get") && c.contains("install"))
+                        || c.starts_with("apt-mark unhold")
+                        || c.contains("restart kubelet")
+                })
+                .collect();
+            assert!(bad.is_empty(), "{why}: changing calls on host {k}: {bad:?}");
+        }
+    };
+
+    // `up` with a newer version refuses and names `kubestrap upgrade`.
+    let (o, _) = kubestrap(&["up", "-i", s(&next)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(out(&o).contains("kubestrap upgrade -i"), "{}", text(&o));
+    unchanged("up with 1.32.1");
+
+    // Without --yes and without a terminal: refused before connecting.
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&next)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(out(&o).contains("pass --yes"), "{}", text(&o));
+
+    // Skipping a minor.
+    let skip = edited(&next, "inv-1.33.0.yaml", |t| {
+        t.replace(
+            "kubernetesVersion: \"1.32.1\"",
+            "kubernetesVersion: \"1.33.0\"",
+        )
+        .replace("/v1.32/", "/v1.33/")
+    });
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&skip), "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = out(&o);
+    assert!(t.contains("one minor version at a time"), "{t}");
+    assert!(t.contains("upgrade through v1.32.x first"), "{t}");
+    unchanged("skip a minor");
+
+    // A downgrade.
+    let down = edited(&inv, "inv-1.31.1.yaml", |t| {
+        t.replace(
+            "kubernetesVersion: \"1.31.2\"",
+            "kubernetesVersion: \"1.31.1\"",
+        )
+    });
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&down), "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(out(&o).contains("cannot downgrade"), "{}", text(&o));
+    unchanged("downgrade");
+
+    // The next minor with the old minor's repository: the packages are not there; the message
+    // gives the repository line to use.
+    let old_repo = edited(&next, "inv-1.32.1-old-repo.yaml", |t| {
+        t.replace("/v1.32/", "/v1.31/")
+    });
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&old_repo), "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = out(&o);
+    assert!(t.contains("kubeadm, kubelet, kubectl 1.32.1 not in"), "{t}");
+    assert!(t.contains("/v1.32/deb/` for v1.32.1"), "{t}");
+    unchanged("wrong repository");
+
+    // Already at the version: nothing to do, exit 0.
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&inv), "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out(&o).contains("already runs v1.31.2 on every node: nothing to do"),
+        "{}",
+        text(&o)
+    );
+    unchanged("same version");
+}
+
+/// Wait until every node agent has written its CNI config (within ~10 s of the network): the
+/// hosts' state is still settling until then.
+fn settle(lab: &Lab, n: usize) {
+    for k in 1..=n {
+        lab.sh(k, "i=0; while [ ! -f /etc/cni/net.d/10-flannel.conflist ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; sleep 1");
+    }
+}
+
+/// calls.log lines on host K that match `pred`, counted.
+fn count(lab: &Lab, k: usize, pred: impl Fn(&str) -> bool) -> usize {
+    calls(lab, k).iter().filter(|c| pred(c)).count()
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn a_rolling_upgrade_then_a_resumed_one() {
+    let lab = Lab::up(4);
+    let inv = lab.inventory(&[
+        "--version",
+        "1.31.2",
+        "--runtime",
+        "containerd",
+        "--preload",
+    ]);
+    let (up, _) = kubestrap(&["up", "-i", s(&inv)]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let next = inventory_for(&lab, "1.32.1", "inv-1.32.1.yaml");
+
+    // A worker whose kubeadm upgrade fails (lab fault knob): named, the rest of its batch
+    // finishes, the next batch does not start.
+    lab.sh(
+        3,
+        "mkdir -p /etc/kubestrap-lab/faults && touch /etc/kubestrap-lab/faults/upgrade-fails",
+    );
+    let (o, secs) = kubestrap(&["upgrade", "-i", s(&next), "--yes", "--batch", "2"]);
+    eprintln!("upgrade with a failing worker: {secs:.1}s");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = out(&o);
+    assert!(t.contains("w2") && t.contains("failed"), "{t}");
+    let n = nodes(&lab);
+    let by = |name: &str| n.iter().find(|x| x.0 == name).unwrap().clone();
+    assert_eq!(by("cp1").1, "v1.32.1", "{n:?}");
+    assert_eq!(
+        by("w1").1,
+        "v1.32.1",
+        "w1 shares w2's batch and finishes: {n:?}"
+    );
+    assert!(!by("w1").3, "w1 is uncordoned: {n:?}");
+    assert_eq!(by("w2").1, "v1.31.2", "{n:?}");
+    assert_eq!(by("w3").1, "v1.31.2", "w3's batch did not start: {n:?}");
+    assert_eq!(
+        count(&lab, 4, |c| c.starts_with("kubeadm upgrade")),
+        0,
+        "w3 was touched"
+    );
+
+    // The knob off: the next run completes w2 and w3 and leaves cp1 and w1 alone.
+    lab.sh(3, "rm -f /etc/kubestrap-lab/faults/upgrade-fails");
+    let applies_before = count(&lab, 1, |c| c.starts_with("kubeadm upgrade apply"));
+    let w1_before = count(&lab, 2, |c| c.starts_with("kubeadm upgrade"));
+    let (o, secs) = kubestrap(&["upgrade", "-i", s(&next), "--yes", "--batch", "2"]);
+    eprintln!("resumed upgrade: {secs:.1}s");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        count(&lab, 1, |c| c.starts_with("kubeadm upgrade apply")),
+        applies_before,
+        "apply ran again"
+    );
+    assert_eq!(
+        count(&lab, 2, |c| c.starts_with("kubeadm upgrade")),
+        w1_before,
+        "w1 was upgraded again"
+    );
+    for (name, ver, ready, cordoned) in nodes(&lab) {
+        assert_eq!(ver, "v1.32.1", "{name}");
+        assert!(
+            ready && !cordoned,
+            "{name}: ready {ready}, cordoned {cordoned}"
+        );
+    }
+    // apply once, on the control plane; upgrade node on every worker.
+    assert_eq!(
+        count(&lab, 1, |c| c.starts_with("kubeadm upgrade apply v1.32.1")),
+        1
+    );
+    for k in 2..=4 {
+        assert!(
+            count(&lab, k, |c| c.starts_with("kubeadm upgrade node")) >= 1,
+            "host {k}"
+        );
+        assert_eq!(
+            count(&lab, k, |c| c.starts_with("kubeadm upgrade apply")),
+            0,
+            "host {k}"
+        );
+    }
+    for k in 1..=4 {
+        let p = packages(&lab, k);
+        assert!(
+            p.contains("kubeadm=1.32.1-")
+                && p.contains("kubelet=1.32.1-")
+                && p.contains("kubectl=1.32.1-"),
+            "host {k}: {p}"
+        );
+        assert!(
+            p.contains("kubeadm kubectl kubelet")
+                || ["kubeadm", "kubelet", "kubectl"]
+                    .iter()
+                    .all(|x| p.split_whitespace().any(|w| w == *x)),
+            "host {k} holds: {p}"
+        );
+    }
+    // Every kubelet restart of the upgrade happened while its node was cordoned.
+    let restarts_ok = events_in_order(&lab);
+    assert!(restarts_ok.is_empty(), "{restarts_ok:?}");
+
+    // Re-runs are no-ops.
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&next), "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(out(&o).contains("nothing to do"), "{}", text(&o));
+    let (o, _) = kubestrap(&["up", "-i", s(&next)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out(&o).contains("nothing changed on any host"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The lab API server's event log (cordon / uncordon / kubelet restarts, tests/lab/CONTRACT.md):
+/// every kubelet restart at a new version must fall between a cordon and an uncordon of its
+/// node. Returns the violations.
+fn events_in_order(lab: &Lab) -> Vec<String> {
+    let log = lab.sh(
+        1,
+        "cat /var/log/kubestrap-lab/node-events.log 2>/dev/null || true",
+    );
+    if log.trim().is_empty() {
+        return vec!["no /var/log/kubestrap-lab/node-events.log on the control plane".into()];
+    }
+    let mut cordoned = std::collections::BTreeMap::<String, bool>::new();
+    let mut bad = vec![];
+    for l in log.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            [_, "cordon", n, ..] => {
+                cordoned.insert(n.to_string(), true);
+            }
+            [_, "uncordon", n, ..] => {
+                cordoned.insert(n.to_string(), false);
+            }
+            [_, "kubelet-restart", n, ver, ..] if *ver == "v1.32.1" => {
+                if !cordoned.get(*n).copied().unwrap_or(false) {
+                    bad.push(format!(
+                        "{n} restarted its kubelet at {ver} while schedulable: {l}"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    bad
+}
