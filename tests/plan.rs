@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 mod common;
-use common::hosts::{calls, digest};
+use common::hosts::{calls, digest, settled_digest};
 use common::lab::Lab;
 use common::text;
 
@@ -255,7 +255,7 @@ fn plan_announces_what_up_does_and_changes_nothing() {
 
     // A version bump in the inventory: up refuses before touching any host (issue 14), and so
     // does plan.
-    let before: Vec<String> = (1..=3).map(|k| digest(&lab, k)).collect();
+    let before: Vec<String> = (1..=3).map(|k| settled_digest(&lab, k)).collect();
     let bumped = std::fs::read_to_string(&inv).unwrap().replace(
         "kubernetesVersion: \"1.31.2\"",
         "kubernetesVersion: \"1.32.1\"",
@@ -277,6 +277,33 @@ fn plan_announces_what_up_does_and_changes_nothing() {
             "the refused up changed host {k}"
         );
     }
+    // plan shows what `kubestrap upgrade` would do instead; with the old minor's repository it
+    // names the line to use (exit 1).
     let (p3, _) = kubestrap(&["plan", "-i", inv_s]);
-    assert_eq!(p3.status.code(), Some(1), "{}", text(&p3));
+    let t = text(&p3);
+    assert_eq!(p3.status.code(), Some(1), "{t}");
+    assert!(t.contains("/v1.32/deb/` for v1.32.1"), "{t}");
+    let next = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace("/v1.31/", "/v1.32/");
+    std::fs::write(&inv, next).unwrap();
+    let (p4, _) = kubestrap(&["plan", "-i", inv_s]);
+    let t = text(&p4);
+    assert_eq!(p4.status.code(), Some(3), "{t}");
+    for want in [
+        "+ cp1: upgrade cluster lab from v1.31.2 to v1.32.1",
+        "+ cp1: kubeadm 1.32.1, kubeadm upgrade apply v1.32.1, drain",
+        "+ w1: kubeadm 1.32.1, kubeadm upgrade node, drain",
+        "+ w2: kubeadm 1.32.1, kubeadm upgrade node, drain",
+        "run `kubestrap upgrade -i",
+    ] {
+        assert!(t.contains(want), "plan lacks {want:?}:\n{t}");
+    }
+    for k in 1..=3 {
+        assert_eq!(
+            digest(&lab, k),
+            before[k - 1],
+            "the upgrade plan changed host {k}"
+        );
+    }
 }

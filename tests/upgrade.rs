@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::hosts::{calls, digest};
+use common::hosts::{calls, digest, settled_digest};
 use common::lab::Lab;
 use common::text;
 
@@ -106,9 +106,8 @@ fn refused_upgrades_change_nothing() {
     let (up, _) = kubestrap(&["up", "-i", s(&inv)]);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
 
-    settle(&lab, 2);
     let next = inventory_for(&lab, "1.32.1", "inv-1.32.1.yaml");
-    let before: Vec<String> = (1..=2).map(|k| digest(&lab, k)).collect();
+    let before: Vec<String> = (1..=2).map(|k| settled_digest(&lab, k)).collect();
     let calls_before: Vec<usize> = (1..=2).map(|k| calls(&lab, k).len()).collect();
     let unchanged = |why: &str| {
         for k in 1..=2 {
@@ -191,14 +190,6 @@ fn refused_upgrades_change_nothing() {
         text(&o)
     );
     unchanged("same version");
-}
-
-/// Wait until every node agent has written its CNI config (within ~10 s of the network): the
-/// hosts' state is still settling until then.
-fn settle(lab: &Lab, n: usize) {
-    for k in 1..=n {
-        lab.sh(k, "i=0; while [ ! -f /etc/cni/net.d/10-flannel.conflist ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; sleep 1");
-    }
 }
 
 /// calls.log lines on host K that match `pred`, counted.

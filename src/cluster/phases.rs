@@ -28,8 +28,11 @@ impl Phase for Connect {
 pub struct Preflight {
     pub lock_for: Option<&'static str>,
     pub stop_on_problems: bool,
-    /// For `upgrade`: a version change is the point, not a problem (and no fast path).
-    pub upgrading: bool,
+    /// The prepare stamp check and the cluster state in the same round trip (`up`, `plan`).
+    pub fast: bool,
+    /// A running cluster at another version than the inventory's is a problem (`up`); `upgrade`
+    /// and `plan` deal with it themselves.
+    pub version_check: bool,
 }
 
 impl Phase for Preflight {
@@ -42,7 +45,7 @@ impl Phase for Preflight {
     fn run<'a>(&'a self, run: &'a mut Run) -> PhaseFuture<'a> {
         Box::pin(async move {
             let locks = self.lock_for.map(|cmd| connect::start_locks(run, cmd));
-            preflight::gather(run, !self.upgrading).await;
+            preflight::gather(run, self.fast).await;
             if let Some(locks) = locks {
                 if !connect::apply_locks(run, locks).await {
                     return Flow::Stop(
@@ -54,7 +57,7 @@ impl Phase for Preflight {
             if super::interrupted() {
                 return Flow::Next;
             }
-            let findings = preflight::check(run, self.upgrading);
+            let findings = preflight::check(run, !self.version_check);
             let problems = findings.iter().any(|f| f.error);
             preflight::apply(run, &findings);
             if problems && self.stop_on_problems {

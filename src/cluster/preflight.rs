@@ -108,7 +108,7 @@ pub async fn gather(run: &mut Run, fast: bool) {
 
 /// The refusal for a host that is part of a cluster (it has kubelet.conf or admin.conf) whose
 /// kubeadm package is at another Kubernetes version than `want` ("1.31.2").
-fn version_change(f: &Facts, want: &str) -> Option<String> {
+pub fn version_change(f: &Facts, want: &str) -> Option<String> {
     let in_cluster = f.yes("kubelet_conf") || f.yes("admin_conf");
     let pkg = f.get("kubeadm_version");
     let running = pkg.split('-').next().unwrap_or("").trim_start_matches('v');

@@ -27,9 +27,20 @@ pub async fn plan(c: Common) -> i32 {
         .add(phases::Preflight {
             lock_for: None,
             stop_on_problems: false,
-            upgrading: false,
+            fast: true,
+            version_check: false,
         });
     let _ = checks.run(&mut run).await;
+    // A running cluster at another version: `up` would refuse; show what `upgrade` would do.
+    let upgrading = !cluster::interrupted()
+        && run.hosts.iter().filter(|h| h.alive()).any(|h| {
+            crate::cluster::preflight::version_change(&h.facts, &run.plan.version).is_some()
+        });
+    if upgrading {
+        let steps = upgrade_steps(&mut run).await;
+        let hosts = vec![HostPlan::default(); run.hosts.len()];
+        return report(&mut run, &hosts, &steps, true).await;
+    }
     let hosts = if cluster::interrupted() {
         vec![HostPlan::default(); run.hosts.len()]
     } else {
@@ -42,19 +53,81 @@ pub async fn plan(c: Common) -> i32 {
     } else {
         vec![]
     };
+    report(&mut run, &hosts, &steps, false).await
+}
+
+/// `upgrade`'s checks (read-only) and the steps it would take per node, in its order.
+async fn upgrade_steps(run: &mut Run) -> Vec<Step> {
+    use crate::cluster::phase::{Flow, Phase};
+    use crate::cluster::upgrade::{Settings, Shared, Survey};
+    let st: Shared = Default::default();
+    let settings = Settings {
+        batch: Default::default(),
+        drain_timeout: std::time::Duration::from_secs(300),
+        yes: true,
+    };
+    let survey = Survey {
+        st: st.clone(),
+        settings: settings.clone(),
+    };
+    if survey.run(run).await != Flow::Next {
+        return vec![];
+    }
+    let st = st.lock().unwrap();
+    let (Some(from), Some(to)) = (st.running, st.target) else {
+        return vec![];
+    };
+    let cp = run.control_plane_index();
+    let workers = st
+        .todo
+        .iter()
+        .filter(|&&i| run.hosts[i].node.role == crate::plan::Role::Worker)
+        .count();
+    let mut out = vec![Step {
+        host: run.hosts[cp].node.name.clone(),
+        what: format!(
+            "upgrade cluster {} from {from} to {to}: control planes one at a time, then workers {} at a time",
+            run.plan.cluster_name,
+            settings.batch.size(workers)
+        ),
+    }];
+    let v = &run.plan.version;
+    let mut todo = st.todo.clone();
+    todo.sort_by_key(|&i| {
+        (
+            i != cp,
+            run.hosts[i].node.role == crate::plan::Role::Worker,
+            i,
+        )
+    });
+    for i in todo {
+        let kubeadm = if i == cp {
+            format!("kubeadm upgrade apply {to}")
+        } else {
+            "kubeadm upgrade node".to_string()
+        };
+        out.push(Step {
+            host: run.hosts[i].node.name.clone(),
+            what: format!("kubeadm {v}, {kubeadm}, drain, kubelet and kubectl {v}, restart the kubelet, wait Ready, uncordon"),
+        });
+    }
+    out
+}
+
+async fn report(run: &mut Run, hosts: &[HostPlan], steps: &[Step], upgrading: bool) -> i32 {
     for h in run.hosts.iter_mut() {
         if matches!(h.outcome, Outcome::Pending) {
             h.outcome = Outcome::Ok;
         }
     }
-    close_all(&run).await;
+    close_all(run).await;
     run.progress.finish();
     let failed = run.any_failed() || cluster::interrupted();
     let pending = hosts.iter().any(|h| !h.changes.is_empty()) || !steps.is_empty();
     if run.progress.format() == OutputFormat::Json {
-        print_json(&run, &hosts, &steps, failed, pending);
+        print_json(run, hosts, steps, failed, pending, upgrading);
     } else {
-        print_text(&run, &hosts, &steps, failed, pending);
+        print_text(run, hosts, steps, failed, pending, upgrading);
     }
     if failed {
         EXIT_FAILED
@@ -65,7 +138,14 @@ pub async fn plan(c: Common) -> i32 {
     }
 }
 
-fn print_json(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pending: bool) {
+fn print_json(
+    run: &Run,
+    hosts: &[HostPlan],
+    steps: &[Step],
+    failed: bool,
+    pending: bool,
+    upgrading: bool,
+) {
     let r = &run.redactor;
     let per_host: Vec<_> = run
         .hosts
@@ -94,13 +174,20 @@ fn print_json(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pendi
         .map(|s| json!({"host": s.host, "step": s.what}))
         .collect();
     run.progress.json(json!({
-        "event": "plan", "ok": !failed, "changes_pending": pending,
+        "event": "plan", "ok": !failed, "changes_pending": pending, "upgrade": upgrading,
         "hosts": per_host, "cluster_steps": steps,
         "logs": run.log_dir.display().to_string(),
     }));
 }
 
-fn print_text(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pending: bool) {
+fn print_text(
+    run: &Run,
+    hosts: &[HostPlan],
+    steps: &[Step],
+    failed: bool,
+    pending: bool,
+    upgrading: bool,
+) {
     let r = &run.redactor;
     crate::outln!();
     for (h, hp) in run.hosts.iter().zip(hosts) {
@@ -120,7 +207,9 @@ fn print_text(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pendi
             _ => {}
         }
         if hp.changes.is_empty() {
-            crate::outln!("{head}: no changes");
+            if !upgrading {
+                crate::outln!("{head}: no changes");
+            }
             continue;
         }
         crate::outln!("{head}: {} changes", hp.changes.len());
@@ -146,6 +235,11 @@ fn print_text(run: &Run, hosts: &[HostPlan], steps: &[Step], failed: bool, pendi
         crate::outln!(
             "Plan incomplete: a host failed (above). Fix it and run `kubestrap plan -i {inv}` again. Logs: {}",
             run.log_dir.display()
+        );
+    } else if upgrading && pending {
+        crate::outln!(
+            "An upgrade is pending ({} nodes); nothing was changed. `kubestrap up` refuses a version change: run `kubestrap upgrade -i {inv}`.",
+            steps.len() - 1
         );
     } else if pending {
         let n: usize = hosts.iter().map(|h| h.changes.len()).sum::<usize>() + steps.len();

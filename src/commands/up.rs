@@ -32,7 +32,8 @@ pub fn manager() -> Manager {
         .add(phases::Preflight {
             lock_for: Some("up"),
             stop_on_problems: true,
-            upgrading: false,
+            fast: true,
+            version_check: true,
         })
         .add(phases::Prepare)
         .add(phases::Init)

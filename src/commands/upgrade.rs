@@ -80,7 +80,8 @@ pub fn manager(st: Shared, s: Settings) -> Manager {
         .add(phases::Preflight {
             lock_for: Some("upgrade"),
             stop_on_problems: true,
-            upgrading: true,
+            fast: false,
+            version_check: false,
         })
         .add(upgrade::Survey {
             st: st.clone(),

@@ -28,3 +28,18 @@ pub fn calls(lab: &Lab, k: usize) -> Vec<String> {
     .map(str::to_string)
     .collect()
 }
+
+/// `digest` once the host has settled: a node agent still writes its CNI config (and a restarted
+/// runtime its state) for some seconds after `up`; two equal digests 3 s apart (at most ~45 s).
+pub fn settled_digest(lab: &Lab, k: usize) -> String {
+    let mut last = digest(lab, k);
+    for _ in 0..15 {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let now = digest(lab, k);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("host {k} did not settle: its state digest still changes")
+}
