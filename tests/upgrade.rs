@@ -297,7 +297,7 @@ fn a_rolling_upgrade_then_a_resumed_one() {
         );
     }
     // Every kubelet restart of the upgrade happened while its node was cordoned.
-    let restarts_ok = events_in_order(&lab);
+    let restarts_ok = events_in_order(&lab, &["cp1", "w1", "w2", "w3"]);
     assert!(restarts_ok.is_empty(), "{restarts_ok:?}");
 
     // Re-runs are no-ops.
@@ -313,29 +313,31 @@ fn a_rolling_upgrade_then_a_resumed_one() {
     );
 }
 
-/// The lab API server's event log (cordon / uncordon / kubelet restarts, tests/lab/CONTRACT.md):
+/// The lab API server's event log (`SEQ TIME EVENT NODE [VERSION]`, tests/lab/standins/README.md):
 /// every kubelet restart at a new version must fall between a cordon and an uncordon of its
 /// node. Returns the violations.
-fn events_in_order(lab: &Lab) -> Vec<String> {
+fn events_in_order(lab: &Lab, names: &[&str]) -> Vec<String> {
     let log = lab.sh(
         1,
-        "cat /var/log/kubestrap-lab/node-events.log 2>/dev/null || true",
+        "cat /var/log/kubestrap-lab/cluster-events.log 2>/dev/null || true",
     );
     if log.trim().is_empty() {
-        return vec!["no /var/log/kubestrap-lab/node-events.log on the control plane".into()];
+        return vec!["no /var/log/kubestrap-lab/cluster-events.log on the control plane".into()];
     }
     let mut cordoned = std::collections::BTreeMap::<String, bool>::new();
     let mut bad = vec![];
+    let mut restarted = std::collections::BTreeSet::<String>::new();
     for l in log.lines() {
         let w: Vec<&str> = l.split_whitespace().collect();
         match w.as_slice() {
-            [_, "cordon", n, ..] => {
+            [_, _, "cordon", n, ..] => {
                 cordoned.insert(n.to_string(), true);
             }
-            [_, "uncordon", n, ..] => {
+            [_, _, "uncordon", n, ..] => {
                 cordoned.insert(n.to_string(), false);
             }
-            [_, "kubelet-restart", n, ver, ..] if *ver == "v1.32.1" => {
+            [_, _, "kubelet-restart", n, ver, ..] if *ver == "v1.32.1" => {
+                restarted.insert(n.to_string());
                 if !cordoned.get(*n).copied().unwrap_or(false) {
                     bad.push(format!(
                         "{n} restarted its kubelet at {ver} while schedulable: {l}"
@@ -343,6 +345,14 @@ fn events_in_order(lab: &Lab) -> Vec<String> {
                 }
             }
             _ => {}
+        }
+    }
+    for n in names {
+        if !restarted.contains(*n) {
+            bad.push(format!("no kubelet-restart of {n} at v1.32.1 in the event log"));
+        }
+        if cordoned.get(*n).copied().unwrap_or(false) {
+            bad.push(format!("{n} is still cordoned at the end of the event log"));
         }
     }
     bad
