@@ -349,11 +349,56 @@ fn events_in_order(lab: &Lab, names: &[&str]) -> Vec<String> {
     }
     for n in names {
         if !restarted.contains(*n) {
-            bad.push(format!("no kubelet-restart of {n} at v1.32.1 in the event log"));
+            bad.push(format!(
+                "no kubelet-restart of {n} at v1.32.1 in the event log"
+            ));
         }
         if cordoned.get(*n).copied().unwrap_or(false) {
             bad.push(format!("{n} is still cordoned at the end of the event log"));
         }
     }
     bad
+}
+
+#[test]
+#[ignore = "needs root and the namespaced lab: run by scripts/test"]
+fn a_patch_upgrade() {
+    let lab = Lab::up(2);
+    let inv = lab.inventory(&[
+        "--version",
+        "1.31.1",
+        "--runtime",
+        "containerd",
+        "--preload",
+    ]);
+    let (up, _) = kubestrap(&["up", "-i", s(&inv)]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let next = inventory_for(&lab, "1.31.2", "inv-1.31.2.yaml");
+    let (o, secs) = kubestrap(&["upgrade", "-i", s(&next), "--yes"]);
+    eprintln!("patch upgrade 1.31.1 -> 1.31.2, 2 hosts: {secs:.1}s");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out(&o).contains("Upgraded cluster lab from v1.31.1 to v1.31.2."),
+        "{}",
+        text(&o)
+    );
+    for (name, ver, ready, cordoned) in nodes(&lab) {
+        assert_eq!(ver, "v1.31.2", "{name}");
+        assert!(
+            ready && !cordoned,
+            "{name}: ready {ready}, cordoned {cordoned}"
+        );
+    }
+    assert_eq!(
+        count(&lab, 1, |c| c.starts_with("kubeadm upgrade apply v1.31.2")),
+        1
+    );
+    assert_eq!(count(&lab, 2, |c| c.starts_with("kubeadm upgrade node")), 1);
+    let (o, _) = kubestrap(&["up", "-i", s(&next)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out(&o).contains("nothing changed on any host"),
+        "{}",
+        text(&o)
+    );
 }
