@@ -500,20 +500,41 @@ impl Phase for Roll {
                 Role::ControlPlane => 1,
                 Role::Worker => self.settings.batch.size(todo.len()),
             };
-            let names: Vec<String> = todo
-                .iter()
-                .map(|&i| run.hosts[i].node.name.clone())
-                .collect();
-            run.each_batched(
-                Step::Upgrade,
-                batch,
-                move |h| names.contains(&h.node.name),
-                {
+            // Batch by batch; the whole batch is cordoned before any member is drained, so pods
+            // evicted from one member do not land on the next (k0sctl#541).
+            let all = super::phase::batches(&todo, batch);
+            for (k, b) in all.iter().enumerate() {
+                let names: Vec<String> = b
+                    .iter()
+                    .filter(|&&i| run.hosts[i].alive())
+                    .map(|&i| run.hosts[i].node.name.clone())
+                    .collect();
+                if names.is_empty() {
+                    continue;
+                }
+                if names.len() > 1 {
+                    if let Err(e) = cordon_batch(&ctx, &names).await {
+                        run.progress.warn(None, &format!("cordoning the batch {} first failed ({}); each node is cordoned by its drain", names.join(", "), e.message));
+                    }
+                }
+                let f = {
                     let ctx = ctx.clone();
                     move |_, node, sess| upgrade_node(ctx.clone(), node, sess)
-                },
-            )
-            .await;
+                };
+                run.each(Step::Upgrade, move |h| names.contains(&h.node.name), f)
+                    .await;
+                if b.iter()
+                    .any(|&i| matches!(run.hosts[i].outcome, super::Outcome::Failed(_)))
+                {
+                    for &i in all[k + 1..].iter().flatten() {
+                        run.skip(
+                            i,
+                            "not started: a node of an earlier batch failed (no new batch starts)",
+                        );
+                    }
+                    break;
+                }
+            }
             let failed_cp = self.role == Role::ControlPlane && run.any_failed();
             if failed_cp {
                 for i in 0..run.hosts.len() {
@@ -526,6 +547,33 @@ impl Phase for Roll {
             Flow::Next
         })
     }
+}
+
+/// `kubectl cordon` for a whole batch; the nodes that were schedulable become ours first.
+async fn cordon_batch(ctx: &Ctx, names: &[String]) -> Result<(), StepError> {
+    let mut ours = vec![];
+    for n in names.iter().filter(|n| ctx.schedulable.contains(*n)) {
+        ctx.ours
+            .lock()
+            .unwrap()
+            .set(n, true)
+            .map_err(|e| StepError::new("cordon", e))?;
+        ours.push(shell_quote(n));
+    }
+    if ours.is_empty() {
+        return Ok(());
+    }
+    on_cp(
+        ctx,
+        "cordon",
+        &format!(
+            "for n in {}; do {KUBECTL} cordon \"$n\" >/dev/null || exit 1; done",
+            ours.join(" ")
+        ),
+        ctx.plan.timeouts.command,
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn on_cp(ctx: &Ctx, step: &str, cmd: &str, timeout: Duration) -> Result<String, StepError> {
