@@ -1126,10 +1126,14 @@ class TestUpgrade(Base):
         cp, w1 = self.cp, self.w1
         self.assertTrue(self.wait_node("cp1", "v1.31.2") and self.wait_node("w1", "v1.31.2"))
         self.install(cp, ["kubeadm"], "1.32.1")
+        # another (pretend) control plane not yet upgraded: the addons wait for it
+        cp.kubectl("label", "node", "w1", "node-role.kubernetes.io/control-plane=")
         out = cp.must("kubeadm", "upgrade", "apply", "--config", cp.path("/root/upgrade.yaml"), "--yes")
+        cp.kubectl("label", "node", "w1", "node-role.kubernetes.io/control-plane-")
+        self.assertIn("[upgrade/addon] Skipping upgrade of addons because control plane instances [w1] have not been "
+                      "upgraded\n" * 2, out)
         self.assertIn('[upgrade/versions] Cluster version: v1.31.2\n[upgrade/versions] kubeadm version: v1.32.1\n', out)
         self.assertIn('[upgrade/staticpods] Component "kube-apiserver" upgraded successfully!\n', out)
-        self.assertIn("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n", out)
         self.assertTrue(out.endswith('\n[upgrade] SUCCESS! A control plane node of your cluster was upgraded to '
                                      '"v1.32.1".\n\n[upgrade] Now please proceed with upgrading the rest of the nodes '
                                      'by following the right order.\n'), out[-400:])
@@ -1192,6 +1196,20 @@ class TestUpgrade(Base):
         self.assertEqual(rc, 0, out + err)
         self.assertIn("[upgrade/staticpods] Current and new manifests of kube-apiserver are equal, skipping upgrade\n", out)
         self.assertIn('SUCCESS! A control plane node of your cluster was upgraded to "v1.32.1"', out)
+        self.assertIn("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n", out)
+        # dry-run changes nothing; upgrade node on the control plane is idempotent too
+        events = slurp(cp.path("/var/log/kubestrap-lab/cluster-events.log"))
+        out = cp.must("kubeadm", "upgrade", "apply", "v1.32.1", "--dry-run")
+        self.assertIn("[upgrade/preflight] Would pull the required images (like 'kubeadm config images pull')\n", out)
+        self.assertTrue(out.endswith("[upgrade/successful] Finished dryrunning successfully!\n"), out)
+        self.assertEqual(slurp(cp.path("/var/log/kubestrap-lab/cluster-events.log")), events)
+        out = cp.must("kubeadm", "upgrade", "node")
+        self.assertIn('[upgrade/control-plane] Upgrading your Static Pod-hosted control plane instance to version '
+                      '"v1.32.1"...\n', out)
+        self.assertIn("[upgrade/control-plane] The control plane instance for this node was successfully upgraded!\n"
+                      "[upgrad/kubeconfig] The kubeconfig files for this node were successfully upgraded!\n", out)
+        self.assertTrue(out.endswith("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: "
+                                     "kube-proxy\n"), out)
         # two minors down: mandatory
         rc, out, err = self.apply("v1.30.1", "-y")
         self.assertEqual(rc, 1, out + err)
