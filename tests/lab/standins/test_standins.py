@@ -904,69 +904,6 @@ nodeRegistration:
         self.assertIn("error execution phase kubelet-start:", err)
 
 
-class TestRuntimeStandins(Base):
-    def test_systemctl(self):
-        h = self.host("sd", images=None)
-        self.assertEqual(h.run("systemctl", "is-active", "containerd")[:2], (0, "active\n"))
-        self.assertEqual(h.run("systemctl", "is-enabled", "kubelet")[:2], (0, "enabled\n"))
-        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (3, "inactive\n"))
-        h.must("systemctl", "start", "kubelet")  # no /var/lib/kubelet/config.yaml yet: crash-loop
-        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (3, "activating\n"))
-        h.write("/var/lib/kubelet/config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n")
-        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (0, "active\n"))
-        rc, out, err = h.run("systemctl", "start", "nosuch")
-        self.assertEqual((rc, err), (5, "Failed to start nosuch.service: Unit nosuch.service not found.\n"))
-        rc, out, err = h.run("systemctl", "enable", "nosuch")
-        self.assertEqual(rc, 1)
-        h.must("systemctl", "disable", "--now", "containerd")
-        self.assertEqual(h.run("systemctl", "is-active", "-q", "containerd")[:2], (3, ""))
-        self.assertEqual(h.run("systemctl", "is-enabled", "containerd")[:2], (1, "disabled\n"))
-        h.write("/etc/containerd/config.toml", "version = 2\n[plugins\n")
-        rc, out, err = h.run("systemctl", "restart", "containerd")
-        self.assertEqual(rc, 1)
-        self.assertIn("Job for containerd.service failed", err)
-        self.assertEqual(h.run("systemctl", "is-active", "containerd")[:2], (3, "failed\n"))
-
-    def test_hostnamectl(self):
-        h = self.host("hn", images=None)
-        h.must("hostnamectl", "set-hostname", "node-a")
-        self.assertEqual(slurp(h.path("/etc/hostname")), "node-a\n")
-        self.assertEqual(h.must("hostnamectl", "--static"), "node-a\n")
-
-    def test_ctr_crictl_docker(self):
-        h = self.host("rt", images=None)
-        oci = os.path.join(self.base, "oci.tar")
-        make_image_tar(oci, ["registry.k8s.io/pause:3.10"], fmt="oci")
-        out = h.must("ctr", "-n", "k8s.io", "images", "import", oci)
-        self.assertRegex(out, r"^unpacking registry.k8s.io/pause:3.10 \(sha256:[0-9a-f]{64}\)\.\.\.done\n$")
-        self.assertEqual(h.must("ctr", "-n", "k8s.io", "images", "ls", "-q"), "registry.k8s.io/pause:3.10\n")
-        out = h.must("crictl", "images")
-        self.assertRegex(out.splitlines()[1], r"^registry.k8s.io/pause\s+3.10\s+[0-9a-f]{13}\s+\S+$")
-        self.assertEqual(len(h.must("crictl", "images", "-q").split()), 1)
-        rc, out, err = h.run("docker", "images")
-        self.assertEqual(rc, 1)
-        self.assertIn("Is the docker daemon running?", err)
-        h.write("/lib/systemd/system/docker.service", CONTAINERD_UNIT.replace("containerd", "docker"))
-        h.must("systemctl", "start", "docker")
-        self.assertEqual(h.must("docker", "info", "--format", "{{.CgroupDriver}}"), "cgroupfs\n")
-        h.write("/etc/docker/daemon.json", '{"exec-opts": ["native.cgroupdriver=systemd"]}')
-        self.assertEqual(h.must("docker", "info", "--format", "{{.CgroupDriver}}"), "cgroupfs\n")  # not restarted
-        h.must("systemctl", "restart", "docker")
-        self.assertEqual(h.must("docker", "info", "--format", "{{.CgroupDriver}}"), "systemd\n")
-        self.assertEqual(h.must("docker", "load", "-i", self.tar).splitlines()[0],
-                         "Loaded image: registry.k8s.io/kube-apiserver:v1.31.2")
-        h.must("docker", "tag", "registry.k8s.io/pause:3.10", "example.org/pause:3.10")
-        self.assertIn("example.org/pause", h.must("docker", "images"))
-        self.assertEqual(h.run("docker", "pull", "nginx")[0], 1)
-        self.assertEqual(h.must("cri-dockerd", "--version"), "cri-dockerd 0.3.15 (c1c566e)\n")
-
-    def test_hang_knob(self):
-        h = self.host("hang", images=None)
-        h.write("/etc/kubestrap-lab/faults/hang-kubeadm", "")
-        with self.assertRaises(subprocess.TimeoutExpired):
-            h.run("kubeadm", "version", timeout=2)
-
-
 IMAGES_1321 = ["registry.k8s.io/kube-apiserver:v1.32.1", "registry.k8s.io/kube-controller-manager:v1.32.1",
                "registry.k8s.io/kube-scheduler:v1.32.1", "registry.k8s.io/kube-proxy:v1.32.1",
                "registry.k8s.io/coredns/coredns:v1.11.3", "registry.k8s.io/pause:3.10", "registry.k8s.io/etcd:3.5.16-0"]
@@ -1235,6 +1172,69 @@ class TestUpgrade(Base):
         cp.kubectl("uncordon", "w1")
         rc, out, err = cp.kubectl("drain", "w1", "--timeout=abc")
         self.assertIn('invalid argument "abc" for "--timeout" flag', err)
+
+
+class TestRuntimeStandins(Base):
+    def test_systemctl(self):
+        h = self.host("sd", images=None)
+        self.assertEqual(h.run("systemctl", "is-active", "containerd")[:2], (0, "active\n"))
+        self.assertEqual(h.run("systemctl", "is-enabled", "kubelet")[:2], (0, "enabled\n"))
+        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (3, "inactive\n"))
+        h.must("systemctl", "start", "kubelet")  # no /var/lib/kubelet/config.yaml yet: crash-loop
+        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (3, "activating\n"))
+        h.write("/var/lib/kubelet/config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n")
+        self.assertEqual(h.run("systemctl", "is-active", "kubelet")[:2], (0, "active\n"))
+        rc, out, err = h.run("systemctl", "start", "nosuch")
+        self.assertEqual((rc, err), (5, "Failed to start nosuch.service: Unit nosuch.service not found.\n"))
+        rc, out, err = h.run("systemctl", "enable", "nosuch")
+        self.assertEqual(rc, 1)
+        h.must("systemctl", "disable", "--now", "containerd")
+        self.assertEqual(h.run("systemctl", "is-active", "-q", "containerd")[:2], (3, ""))
+        self.assertEqual(h.run("systemctl", "is-enabled", "containerd")[:2], (1, "disabled\n"))
+        h.write("/etc/containerd/config.toml", "version = 2\n[plugins\n")
+        rc, out, err = h.run("systemctl", "restart", "containerd")
+        self.assertEqual(rc, 1)
+        self.assertIn("Job for containerd.service failed", err)
+        self.assertEqual(h.run("systemctl", "is-active", "containerd")[:2], (3, "failed\n"))
+
+    def test_hostnamectl(self):
+        h = self.host("hn", images=None)
+        h.must("hostnamectl", "set-hostname", "node-a")
+        self.assertEqual(slurp(h.path("/etc/hostname")), "node-a\n")
+        self.assertEqual(h.must("hostnamectl", "--static"), "node-a\n")
+
+    def test_ctr_crictl_docker(self):
+        h = self.host("rt", images=None)
+        oci = os.path.join(self.base, "oci.tar")
+        make_image_tar(oci, ["registry.k8s.io/pause:3.10"], fmt="oci")
+        out = h.must("ctr", "-n", "k8s.io", "images", "import", oci)
+        self.assertRegex(out, r"^unpacking registry.k8s.io/pause:3.10 \(sha256:[0-9a-f]{64}\)\.\.\.done\n$")
+        self.assertEqual(h.must("ctr", "-n", "k8s.io", "images", "ls", "-q"), "registry.k8s.io/pause:3.10\n")
+        out = h.must("crictl", "images")
+        self.assertRegex(out.splitlines()[1], r"^registry.k8s.io/pause\s+3.10\s+[0-9a-f]{13}\s+\S+$")
+        self.assertEqual(len(h.must("crictl", "images", "-q").split()), 1)
+        rc, out, err = h.run("docker", "images")
+        self.assertEqual(rc, 1)
+        self.assertIn("Is the docker daemon running?", err)
+        h.write("/lib/systemd/system/docker.service", CONTAINERD_UNIT.replace("containerd", "docker"))
+        h.must("systemctl", "start", "docker")
+        self.assertEqual(h.must("docker", "info", "--format", "{{.CgroupDriver}}"), "cgroupfs\n")
+        h.write("/etc/docker/daemon.json", '{"exec-opts": ["native.cgroupdriver=systemd"]}')
+        self.assertEqual(h.must("docker", "info", "--format", "{{.CgroupDriver}}"), "cgroupfs\n")  # not restarted
+        h.must("systemctl", "restart", "docker")
+        self.assertEqual(h.must("docker", "info", "--format", "{{.CgroupDriver}}"), "systemd\n")
+        self.assertEqual(h.must("docker", "load", "-i", self.tar).splitlines()[0],
+                         "Loaded image: registry.k8s.io/kube-apiserver:v1.31.2")
+        h.must("docker", "tag", "registry.k8s.io/pause:3.10", "example.org/pause:3.10")
+        self.assertIn("example.org/pause", h.must("docker", "images"))
+        self.assertEqual(h.run("docker", "pull", "nginx")[0], 1)
+        self.assertEqual(h.must("cri-dockerd", "--version"), "cri-dockerd 0.3.15 (c1c566e)\n")
+
+    def test_hang_knob(self):
+        h = self.host("hang", images=None)
+        h.write("/etc/kubestrap-lab/faults/hang-kubeadm", "")
+        with self.assertRaises(subprocess.TimeoutExpired):
+            h.run("kubeadm", "version", timeout=2)
 
 
 if __name__ == "__main__":
