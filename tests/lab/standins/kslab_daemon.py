@@ -218,6 +218,7 @@ def node_ready(st, node):
 
 
 def node_object(st, node):
+    note_cordon(node)  # every path that changes spec.unschedulable renders the node right after
     status, reason, msg = node_ready(st, node)
     hb = C.now_rfc3339(node.get("lastHeartbeat") or node.get("created"))
     conds = []
@@ -389,6 +390,14 @@ def record_event(event, node, version=None):
                 f.write(line + "\n")
         except OSError as e:
             log("events log: %s" % e)
+
+
+def note_cordon(node):
+    """Log `cordon`/`uncordon` once per real change of spec.unschedulable."""
+    cur = bool(node.get("unschedulable"))
+    if cur != bool(node.get("cordonLogged")):
+        node["cordonLogged"] = cur
+        record_event("cordon" if cur else "uncordon", node["name"])
 
 
 def note_kubelet_start(st, node, b):
@@ -708,8 +717,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if "unschedulable" in spec:
                         changed = bool(node.get("unschedulable")) != bool(spec["unschedulable"])
                         node["unschedulable"] = bool(spec["unschedulable"])
-                        if changed:
-                            record_event("cordon" if node["unschedulable"] else "uncordon", nname)
+                        note_cordon(node)
                     if "taints" in spec:
                         node["taints"] = [t for t in (spec.get("taints") or [])
                                           if t.get("key") not in ("node.kubernetes.io/not-ready",
