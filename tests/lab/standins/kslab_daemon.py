@@ -479,18 +479,25 @@ def place(st, key, candidates, i=0):
     return None, rec.get("gen", 0)
 
 
+def release_placement(st, pod):
+    """An evicted Deployment/CoreDNS pod: its ReplicaSet makes a new one (new name) on a schedulable node.
+    -> True when POD was such a pod. (DaemonSet and mirror pods come back on the same node.)"""
+    key = pod.get("kslabPlacement")
+    if not key:
+        return False
+    rec = st.d.setdefault("placements", {}).setdefault(key, {})
+    rec.pop("node", None)
+    rec["gen"] = rec.get("gen", 0) + 1
+    st.save()
+    return True
+
+
 def evict_pod(h, ns, pod):
-    """POST .../pods/NAME/eviction: a Deployment's or CoreDNS' pod is recreated elsewhere (new name); DaemonSet
-    and mirror pods come back on the same node."""
+    """POST /api/v1/namespaces/NS/pods/NAME/eviction (policy/v1 Eviction)."""
     st = h.server.st
     for p in synth_pods(st):
         if p["metadata"]["namespace"] == ns and p["metadata"]["name"] == pod:
-            key = p.get("kslabPlacement")
-            if key:
-                rec = st.d.setdefault("placements", {}).setdefault(key, {})
-                rec.pop("node", None)
-                rec["gen"] = rec.get("gen", 0) + 1
-                st.save()
+            release_placement(st, p)
             return h.send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                      "code": 201})
     return h.not_found("pods", pod)
