@@ -2,9 +2,9 @@
 # Build the lab's offline apt repositories in $CACHE/repos (cached, keyed by a hash of the stand-ins):
 #   debian/                      flat repo signed with the lab debian key (pre-trusted on the hosts):
 #                                real containerd, runc, docker.io (+ deps) and the stand-in cri-dockerd
-#   k8s/core:/stable:/v1.31/deb/ flat repos laid out like pkgs.k8s.io, signed with a second key
-#   k8s/core:/stable:/v1.32/deb/ (Release.key armored, NOT pre-trusted): stand-in kubeadm, kubelet,
-#                                kubectl, kubernetes-cni, cri-tools at two patch versions each
+#   k8s/core:/stable:/v1.3{0,1,2,3}/deb/  flat repos laid out like pkgs.k8s.io (one per minor), signed with
+#                                a second key (Release.key armored, NOT pre-trusted): stand-in kubeadm,
+#                                kubelet, kubectl, kubernetes-cni, cri-tools at two patch versions each
 # Usage: tests/lab/build-repos.sh [--force]
 set -euo pipefail
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -16,8 +16,11 @@ FORCE=0
 [[ ${1:-} == --force ]] && FORCE=1
 log() { echo "lab: $*" >&2; }
 
+VERSIONS_130="1.30.5 1.30.6"
 VERSIONS_131="1.31.1 1.31.2"
 VERSIONS_132="1.32.0 1.32.1"
+VERSIONS_133="1.33.0 1.33.1"
+MINORS="30 31 32 33"
 CRI_DOCKERD_VERSION=0.3.15.3-0.debian-bookworm
 export SOURCE_DATE_EPOCH=1730000000
 
@@ -248,12 +251,13 @@ main() {
     if [[ $FORCE == 0 && -f $OUT/.hash && $(cat "$OUT/.hash") == "$h" ]]; then return 0; fi
     log "building the lab's apt repositories (stand-ins hash $h)"
     rm -rf "$OUT.tmp"
-    mkdir -p "$OUT.tmp/debian" "$OUT.tmp/k8s/core:/stable:/v1.31/deb" "$OUT.tmp/k8s/core:/stable:/v1.32/deb"
+    mkdir -p "$OUT.tmp/debian"
     cp -l "$CACHE"/debian-debs/*.deb "$OUT.tmp/debian/" 2>/dev/null || cp "$CACHE"/debian-debs/*.deb "$OUT.tmp/debian/"
     build_cri_dockerd "$OUT.tmp/debian"
     index_repo "$OUT.tmp/debian" debian "Debian" "kubestrap lab"
     local v m
-    for m in 31 32; do
+    for m in $MINORS; do
+        mkdir -p "$OUT.tmp/k8s/core:/stable:/v1.$m/deb"
         local vs=VERSIONS_1$m
         for v in ${!vs}; do build_k8s_debs "$v" "$OUT.tmp/k8s/core:/stable:/v1.$m/deb"; done
         index_repo "$OUT.tmp/k8s/core:/stable:/v1.$m/deb" k8s "obs://build.opensuse.org/isv:kubernetes:core:stable:v1.$m/deb" \

@@ -17,8 +17,10 @@ MTIME = 1729555200  # 2024-10-22T00:00:00Z
 DEFAULT_REPO = "registry.k8s.io"
 FLANNEL = ["ghcr.io/flannel-io/flannel:v0.26.1", "ghcr.io/flannel-io/flannel-cni-plugin:v1.5.1-flannel2"]
 COMPONENTS = {  # minor -> (coredns, pause, etcd)
+    "1.30": ("v1.11.3", "3.9", "3.5.15-0"),
     "1.31": ("v1.11.3", "3.10", "3.5.15-0"),
     "1.32": ("v1.11.3", "3.10", "3.5.16-0"),
+    "1.33": ("v1.12.0", "3.10", "3.5.21-0"),
 }
 
 
@@ -26,7 +28,7 @@ def image_list(version, repo=None):
     v = version.lstrip("v")
     minor = ".".join(v.split(".")[:2])
     if minor not in COMPONENTS:
-        raise SystemExit(f"images: unsupported Kubernetes version {version} (1.31.x or 1.32.x)")
+        raise SystemExit(f"images: unsupported Kubernetes version {version} (1.30.x to 1.33.x)")
     coredns, pause, etcd = COMPONENTS[minor]
     r = (repo or DEFAULT_REPO).rstrip("/")
     # kubeadm keeps coredns/coredns only for the default registry

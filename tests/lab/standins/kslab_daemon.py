@@ -218,6 +218,7 @@ def node_ready(st, node):
 
 
 def node_object(st, node):
+    note_cordon(node)  # every path that changes spec.unschedulable renders the node right after
     status, reason, msg = node_ready(st, node)
     hb = C.now_rfc3339(node.get("lastHeartbeat") or node.get("created"))
     conds = []
@@ -259,6 +260,7 @@ def node_object(st, node):
                          "operatingSystem": "linux", "osImage": node.get("osImage", ""),
                          "systemUUID": node.get("machineID", "")},
             "capacity": {"cpu": str(os.cpu_count() or 2), "memory": "%dKi" % node.get("memKi", 0), "pods": "110"},
+            "images": [{"names": [i], "sizeBytes": 0} for i in (node.get("images") or [])],
             "allocatable": {"cpu": str(os.cpu_count() or 2), "memory": "%dKi" % node.get("memKi", 0), "pods": "110"},
         },
     }
@@ -319,12 +321,13 @@ def synth_pods(st):
         created = n.get("created", now)
         if (n.get("labels") or {}).get("node-role.kubernetes.io/control-plane") is not None:
             for comp_name, img in (("etcd", "%s/etcd:%s" % (repo, comp["etcd"])),
-                                   ("kube-apiserver", "%s/kube-apiserver:%s" % (repo, ver)),
-                                   ("kube-controller-manager", "%s/kube-controller-manager:%s" % (repo, ver)),
-                                   ("kube-scheduler", "%s/kube-scheduler:%s" % (repo, ver))):
+                                   ("kube-apiserver", "%s/kube-apiserver:%s" % (repo, n.get("controlPlaneVersion") or ver)),
+                                   ("kube-controller-manager", "%s/kube-controller-manager:%s" % (
+                                       repo, n.get("controlPlaneVersion") or ver)),
+                                   ("kube-scheduler", "%s/kube-scheduler:%s" % (repo, n.get("controlPlaneVersion") or ver))):
                 out.append(_pod("%s-%s" % (comp_name, name), "kube-system", name, state_for([img]), [img], created,
                                 {"kind": "Node", "name": name}, n.get("ip"), {"component": comp_name}))
-        img = "%s/kube-proxy:%s" % (repo, ver)
+        img = "%s/kube-proxy:%s" % (repo, cl.get("addonsVersion") or ver)
         out.append(_pod("kube-proxy-" + _suffix(name + "kube-proxy"), "kube-system", name, state_for([img]), [img],
                         created, {"kind": "DaemonSet", "name": "kube-proxy"}, n.get("ip"), {"k8s-app": "kube-proxy"}))
         for key, o in sorted(st.d["objects"].items()):
@@ -345,16 +348,191 @@ def synth_pods(st):
                             else 0))
         if node_ready(st, n)[0] == "True":
             any_ready = True
+    out.extend(deployment_pods(st, nodes))
     if nodes:
+        comp = C.components(cl.get("addonsVersion") or ver)
         img = "%s/coredns/coredns:%s" % (repo, comp["coredns"]) if repo == "registry.k8s.io" else \
             "%s/coredns:%s" % (repo, comp["coredns"])
         rs = _suffix("coredns-rs", 10).lower()
         cp = nodes[0]
+        sched = [n for n in nodes if node_ready(st, n)[0] == "True" and not n.get("unschedulable")]
         for i in range(2):
-            stt = "Running" if any_ready else "Pending"
-            out.append(_pod("coredns-%s-%s" % (rs, _suffix("coredns%d" % i)), "kube-system",
-                            cp["name"] if any_ready else None, stt, [img], cp.get("created", now),
+            where, gen = place(st, "kube-system/coredns-%d" % i, sched, i=0)
+            stt = "Running" if where else "Pending"
+            cp = st.d["nodes"].get(where) or cp
+            out.append(_pod("coredns-%s-%s" % (rs, _suffix("coredns%d%s" % (i, gen or ""))), "kube-system",
+                            where, stt, [img], cp.get("created", now),
                             {"kind": "ReplicaSet", "name": "coredns-" + rs}, None, {"k8s-app": "kube-dns"}))
+            out[-1]["kslabPlacement"] = "kube-system/coredns-%d" % i
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# rolling upgrades: node events log, kubelet (re)starts, the upgrade record, workload pods
+
+EVENTS_LOG = C.P("/var/log/kubestrap-lab/cluster-events.log")
+_events_lock = threading.Lock()
+
+
+def record_event(event, node, version=None):
+    """Append `SEQ TIME EVENT NODE [VERSION]` to the control plane's cluster-events.log (SEQ counts lines)."""
+    with _events_lock:
+        try:
+            C.mkdirp(os.path.dirname(EVENTS_LOG))
+            try:
+                with open(EVENTS_LOG) as f:
+                    seq = sum(1 for _ in f) + 1
+            except OSError:
+                seq = 1
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (int(time.time() * 1000) % 1000)
+            line = " ".join(x for x in (str(seq), ts, event, node, version) if x)
+            with open(EVENTS_LOG, "a") as f:
+                f.write(line + "\n")
+        except OSError as e:
+            log("events log: %s" % e)
+
+
+def note_cordon(node):
+    """Log `cordon`/`uncordon` once per real change of spec.unschedulable."""
+    cur = bool(node.get("unschedulable"))
+    if cur != bool(node.get("cordonLogged")):
+        node["cordonLogged"] = cur
+        record_event("cordon" if cur else "uncordon", node["name"])
+
+
+def note_kubelet_start(st, node, b):
+    """A heartbeat carrying a new kubeletStartedAt = the kubelet (re)started: log it. -> dirty?"""
+    started = b.get("kubeletStartedAt")
+    if not started or started == node.get("kubeletStartedAt"):
+        return False
+    ev = "kubelet-restart" if node.get("kubeletStartedAt") else "kubelet-start"
+    node["kubeletStartedAt"] = started
+    record_event(ev, node["name"], b.get("kubeletVersion") or node.get("kubeletVersion"))
+    return True
+
+
+def flush_on_term(st):
+    import signal
+
+    def term(signum, frame):
+        try:
+            with st.lock:
+                st.save()
+        finally:
+            os._exit(0)
+    signal.signal(signal.SIGTERM, term)
+
+
+def upgrade_request(h, who, name):
+    """POST /apis/kslab/v1/upgrade {"kind": "apply"|"node", "node": N, "kubernetesVersion": V, "controlPlane": bool,
+    "dryRun": bool}: what `kubeadm upgrade` writes to the cluster (kubeadm-config, the node's static pods' version,
+    the addons once every control plane is upgraded). -> {"unupgraded": [control planes not at V]}"""
+    import yaml
+    st = h.server.st
+    b = h.body() or {}
+    nname, ver, kind = b.get("node"), b.get("kubernetesVersion"), b.get("kind")
+    if not (who == "admin" or (who == "node" and name == nname)):
+        return h.forbidden(name, "update", "configmaps", "kubeadm-config", "kube-system")
+    cl = st.d["cluster"]
+    old = cl.get("kubernetesVersion")
+    node = st.d["nodes"].get(nname)
+    is_cp = lambda n: "node-role.kubernetes.io/control-plane" in (n.get("labels") or {})  # noqa: E731
+    if not b.get("dryRun"):
+        if kind == "apply" and ver:
+            for n in st.d["nodes"].values():  # the others still run the old static pods
+                if is_cp(n) and not n.get("controlPlaneVersion"):
+                    n["controlPlaneVersion"] = old
+            cl["kubernetesVersion"] = ver
+            try:
+                doc = yaml.safe_load(cl.get("kubeadmConfig") or "") or {}
+                doc["kubernetesVersion"] = ver
+                cl["kubeadmConfig"] = yaml.safe_dump(doc, sort_keys=True)
+            except yaml.YAMLError:
+                pass
+        if node is not None and b.get("controlPlane") and ver:
+            node["controlPlaneVersion"] = ver
+        if node is not None and ver:
+            node["kubeletConfigVersion"] = ver
+        record_event("upgrade-" + (kind or "node"), nname or "-", ver)
+    unup = sorted(n["name"] for n in st.d["nodes"].values()
+                  if is_cp(n) and n["name"] != nname and (n.get("controlPlaneVersion") or old) != ver)
+    if not b.get("dryRun") and b.get("controlPlane") and not unup and ver:
+        cl["addonsVersion"] = ver
+    st.save()
+    return h.send_json(200, {"unupgraded": unup, "clusterVersion": cl.get("kubernetesVersion")})
+
+
+def place(st, key, candidates, i=0):
+    """Sticky pod placement: a pod stays on its node until evicted (cordon alone moves nothing).
+    -> (node name or None, generation)"""
+    pl = st.d.setdefault("placements", {})
+    rec = pl.get(key) or {}
+    if rec.get("node") in st.d["nodes"]:
+        return rec["node"], rec.get("gen", 0)
+    if candidates:
+        rec["node"] = candidates[i % len(candidates)]["name"]
+        pl[key] = rec
+        st.save()
+        return rec["node"], rec.get("gen", 0)
+    rec.pop("node", None)
+    pl[key] = rec
+    return None, rec.get("gen", 0)
+
+
+def release_placement(st, pod):
+    """An evicted Deployment/CoreDNS pod: its ReplicaSet makes a new one (new name) on a schedulable node.
+    -> True when POD was such a pod. (DaemonSet and mirror pods come back on the same node.)"""
+    key = pod.get("kslabPlacement")
+    if not key:
+        return False
+    rec = st.d.setdefault("placements", {}).setdefault(key, {})
+    rec.pop("node", None)
+    rec["gen"] = rec.get("gen", 0) + 1
+    st.save()
+    return True
+
+
+def evict_pod(h, ns, pod):
+    """POST /api/v1/namespaces/NS/pods/NAME/eviction (policy/v1 Eviction)."""
+    st = h.server.st
+    for p in synth_pods(st):
+        if p["metadata"]["namespace"] == ns and p["metadata"]["name"] == pod:
+            release_placement(st, p)
+            return h.send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                     "code": 201})
+    return h.not_found("pods", pod)
+
+
+def deployment_pods(st, nodes):
+    """Pods of applied Deployments, spread over Ready schedulable nodes (a cordoned node gets none: drain's
+    evictions land elsewhere, or stay Pending)."""
+    out = []
+    now = time.time()
+    for key, o in sorted(st.d["objects"].items()):
+        if o.get("kind") != "Deployment":
+            continue
+        md = o.get("metadata") or {}
+        spec = o.get("spec") or {}
+        tmpl = spec.get("template") or {}
+        pspec = tmpl.get("spec") or {}
+        tol = {t.get("key") for t in (pspec.get("tolerations") or [])}
+        ok = [n for n in nodes if node_ready(st, n)[0] == "True" and not n.get("unschedulable")
+              and all(t.get("key") in tol for t in (n.get("taints") or []) if t.get("effect") in ("NoSchedule",
+                                                                                                  "NoExecute"))]
+        imgs = [c.get("image") for c in pspec.get("containers") or [] if c.get("image")]
+        rs = _suffix(md.get("name", "") + "-rs", 10).lower()
+        reps = spec.get("replicas", 1)
+        for i in range(int(reps if reps is not None else 1)):
+            pkey = "%s/%s-%d" % (md.get("namespace", "default"), md.get("name"), i)
+            where, gen = place(st, pkey, ok, i)
+            n = st.d["nodes"].get(where) if where else None
+            p = _pod("%s-%s-%s" % (md.get("name"), rs, _suffix("%s%d%s" % (md.get("name"), i, gen or ""))),
+                     md.get("namespace", "default"), n["name"] if n else None, "Running" if n else "Pending", imgs,
+                     now, {"kind": "ReplicaSet", "name": "%s-%s" % (md.get("name"), rs)}, n.get("ip") if n else None,
+                     (tmpl.get("metadata") or {}).get("labels"))
+            p["spec"]["volumes"] = pspec.get("volumes") or []
+            p["kslabPlacement"] = pkey
+            out.append(p)
     return out
 
 
@@ -510,7 +688,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         return self.not_found("nodes", nname)
                     b = self.body() or {}
                     node["lastHeartbeat"] = time.time()
-                    dirty = False
+                    dirty = note_kubelet_start(st, node, b)
                     for k in ("neverReady", "images", "ip", "kubeletVersion", "runtimeVersion", "runtimeProblem"):
                         if k in b and node.get(k) != b[k]:
                             node[k] = b[k]
@@ -546,6 +724,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if "unschedulable" in spec:
                         changed = bool(node.get("unschedulable")) != bool(spec["unschedulable"])
                         node["unschedulable"] = bool(spec["unschedulable"])
+                        note_cordon(node)
                     if "taints" in spec:
                         node["taints"] = [t for t in (spec.get("taints") or [])
                                           if t.get("key") not in ("node.kubernetes.io/not-ready",
@@ -576,6 +755,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if who != "admin":
                     return self.forbidden(name, "patch", "*")
                 return self.apply()
+            m = re.match(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/eviction$", path)
+            if m and method == "POST":
+                if who != "admin":
+                    return self.forbidden(name, "create", "pods/eviction", m.group(2), m.group(1))
+                return evict_pod(self, m.group(1), m.group(2))
+            if path == "/apis/kslab/v1/upgrade" and method == "POST":
+                return self.upgrade(who, name)
             if path == "/apis/kslab/v1/objects" and method == "GET":
                 if who != "admin":
                     return self.forbidden(name, "list", "*")
@@ -682,6 +868,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st.save()
         return self.send_json(200 if existing else 201, node_object(st, rec))
 
+    def upgrade(self, who, name):
+        return upgrade_request(self, who, name)
+
     def apply(self):
         st = self.server.st
         b = self.body() or {}
@@ -724,6 +913,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 results.append("configured")
             st.d["objects"][key] = clean
         st.save()
+        synth_pods(st)  # the scheduler places new pods at once (placements are sticky)
         return self.send_json(200, {"results": results})
 
 
@@ -774,6 +964,7 @@ def run_apiserver():
                     "goVersion": C.GO_VERSION.get("%d.%d" % t[:2], "go1.22.8"), "compiler": "gc",
                     "platform": "linux/amd64"}
     srv = TLSServer((addr, conf.get("port", 6443)), ctx, st, conf, version_info)
+    flush_on_term(st)
     log("apiserver listening on %s:%s" % (addr or "*", conf.get("port", 6443)))
     srv.serve_forever()
 
@@ -791,6 +982,7 @@ def run_kubelet():
     listen_plain(addr, 10250)
     listen_plain(addr or "127.0.0.1", 10248, http_ok=True)
     kind = conf.get("runtime", "containerd")
+    started = {"kubeletVersion": C.read_version("kubelet"), "kubeletStartedAt": time.time()}
     images, images_at = None, 0.0
     while True:
         try:
@@ -798,6 +990,7 @@ def run_kubelet():
                 images, images_at = sorted(C.runtime_images(kind)), time.time()
             body = {"neverReady": C.knob("never-ready"), "images": images,
                     "runtimeProblem": C.node_runtime_problem(kind)}
+            body.update(started)
             kc = C.load_kubeconfig(conf["kubeconfig"])
             code, resp = C.api_request(kc["server"], "PUT", "/api/v1/nodes/%s/status" % conf["node"], body,
                                        ca_pem=kc["ca_pem"], cert_pem=kc["cert_pem"], key_pem=kc["key_pem"])

@@ -904,6 +904,276 @@ nodeRegistration:
         self.assertIn("error execution phase kubelet-start:", err)
 
 
+IMAGES_1321 = ["registry.k8s.io/kube-apiserver:v1.32.1", "registry.k8s.io/kube-controller-manager:v1.32.1",
+               "registry.k8s.io/kube-scheduler:v1.32.1", "registry.k8s.io/kube-proxy:v1.32.1",
+               "registry.k8s.io/coredns/coredns:v1.11.3", "registry.k8s.io/pause:3.10", "registry.k8s.io/etcd:3.5.16-0"]
+
+WEB_EMPTYDIR = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: registry.k8s.io/pause:3.10
+      volumes:
+      - name: scratch
+        emptyDir: {}
+"""
+
+
+class TestUpgrade(Base):
+    """Rolling upgrade 1.31.2 -> 1.32.1 of cp1 + w1 in the documented order, and kubeadm's refusals."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tar132 = os.path.join(cls.base, "k8s-v1.32.1.tar")
+        make_image_tar(cls.tar132, IMAGES_1321)
+        cls.cp = Host(cls.base, "cp1", "127.%d.210.1" % NET, cls.fakebin, cls.tar)
+        cls.w1 = Host(cls.base, "w1", "127.%d.211.1" % NET, cls.fakebin, cls.tar)
+        cls.hosts += [cls.cp, cls.w1]
+        cls.cp.write("/root/kubeadm.yaml", init_config(cls.cp.ip))
+        cls.cp.must("kubeadm", "init", "--config", cls.cp.path("/root/kubeadm.yaml"))
+        pin = C.pin_of_pem(slurp(cls.cp.path("/etc/kubernetes/pki/ca.crt")))[0]
+        cls.w1.must("kubeadm", "join", "%s:6443" % cls.cp.ip, "--token", TOKEN, "--discovery-token-ca-cert-hash", pin)
+
+    def install(self, h, pkgs, v):
+        for p in pkgs:
+            h.write("/usr/share/kubestrap-lab/%s.version" % p, "v%s\n" % v)
+
+    def node(self, name):
+        rc, out, err = self.cp.kubectl("get", "node", name, "-o", "json")
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)
+
+    def ready(self, n):
+        return [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"][0]
+
+    def wait_node(self, name, version, secs=30):
+        end = time.time() + secs
+        while time.time() < end:
+            n = self.node(name)
+            if n["status"]["nodeInfo"]["kubeletVersion"] == version and self.ready(n) == "True":
+                return True
+            time.sleep(0.5)
+        return False
+
+    def apply(self, *args, stdin=""):
+        return self.cp.run("kubeadm", "upgrade", "apply", *args, stdin=stdin)
+
+    def api_get(self, path):
+        kc = C.load_kubeconfig(self.cp.path("/etc/kubernetes/admin.conf"))
+        return C.api_request(kc["server"], "GET", path, ca_pem=kc["ca_pem"], cert_pem=kc["cert_pem"],
+                             key_pem=kc["key_pem"])
+
+    def test_1_refusals_before_upgrade(self):
+        cp = self.cp
+        # health checks: no pod network yet -> NotReady control plane, the health-check Job cannot run
+        self.install(cp, ["kubeadm"], "1.32.1")
+        rc, out, err = self.apply("v1.32.1", "--yes")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("[upgrade/preflight] Running preflight checks\n[upgrade] Running cluster health checks\n", out)
+        self.assertRegex(err, r'error execution phase preflight: \[preflight\] Some fatal errors occurred:\n'
+                              r'\t\[ERROR CreateJob\]: Job "upgrade-health-check-\w{5}" in the namespace "kube-system" '
+                              r'did not complete in 15s: no condition of type Complete\n'
+                              r'\t\[ERROR ControlPlaneNodesReady\]: there are NotReady control-planes in the cluster: '
+                              r'\[cp1\]\n\[preflight\] If you know what you are doing')
+        cp.write("/root/flannel.yml", FLANNEL % "10.244.0.0/16")
+        cp.kubectl("apply", "-f", cp.path("/root/flannel.yml"))
+        self.assertTrue(self.wait_node("cp1", "v1.31.2") and self.wait_node("w1", "v1.31.2"))
+        # kubeadm not upgraded first: target above kubeadm's minor (mandatory)
+        self.install(cp, ["kubeadm"], "1.31.2")
+        rc, out, err = self.apply("v1.32.1", "-y")
+        self.assertEqual(rc, 1)
+        self.assertIn('Specified version to upgrade to "v1.32.1" is at least one minor release higher than the kubeadm '
+                      'minor release (32 > 31). Such an upgrade is not supported', err)
+        self.assertIn("[upgrade/version] FATAL: the --version argument is invalid due to these fatal errors:", err)
+        # skipping a minor: the FATAL block (kubeadm 1.33 on a 1.31 cluster)
+        self.install(cp, ["kubeadm"], "1.33.1")
+        rc, out, err = self.apply("v1.33.1", "-y")
+        self.assertEqual(rc, 1)
+        self.assertIn('[upgrade/versions] Cluster version: v1.31.2\n[upgrade/versions] kubeadm version: v1.33.1\n', out)
+        self.assertEqual(err, 'error execution phase preflight: the version argument is invalid due to these fatal '
+                              'errors:\n\n\t- Specified version to upgrade to "v1.33.1" is too high; kubeadm can upgrade '
+                              'only 1 minor version at a time\n\nPlease fix the misalignments highlighted above and '
+                              'try upgrading again\nTo see the stack trace of this error execute with --v=5 or higher\n')
+        # a minor downgrade: skippable, refused without --force
+        self.install(cp, ["kubeadm"], "1.32.1")
+        rc, out, err = self.apply("v1.30.1", "-y")
+        self.assertEqual(rc, 1)
+        self.assertIn("\t- Specified version to upgrade to \"v1.30.1\" is equal to or lower than the minimum supported "
+                      "version \"v1.31.2\". Please specify a higher version to upgrade to\n", err)
+        rc, out, err = self.apply("v1.31.1", "-y")
+        self.assertEqual(rc, 1)
+        self.assertIn("the version argument is invalid due to these errors:\n\n\t- Kubeadm version v1.32.1 can only be "
+                      "used to upgrade to Kubernetes version 1.32\n\nCan be bypassed if you pass the --force flag", err)
+        # interactive without --yes: EOF / "n" aborts before anything changes
+        for answer in ("", "n\n"):
+            rc, out, err = self.apply("v1.32.1", stdin=answer)
+            self.assertEqual(rc, 1)
+            self.assertTrue(out.endswith("[upgrade] Are you sure you want to proceed? [y/N]: "), out)
+            self.assertIn("error execution phase preflight: won't proceed; the user didn't answer (Y|y) in order to "
+                          "continue", err)
+        # target images not preloaded: ImagePull like init's
+        rc, out, err = self.apply("v1.32.1", stdin="y\n")
+        self.assertEqual(rc, 1)
+        self.assertIn("[upgrade/preflight] Pulling images required for setting up a Kubernetes cluster\n", out)
+        self.assertIn("error execution phase preflight: [preflight] Some fatal errors occurred:\n\t[ERROR ImagePull]: "
+                      "failed to pull image registry.k8s.io/kube-apiserver:v1.32.1", err)
+        # --config with flags: refused (1.30+); plan
+        cp.write("/root/upgrade.yaml", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\napply:\n"
+                 "  kubernetesVersion: v1.32.1\n")
+        rc, out, err = self.apply("--config", cp.path("/root/upgrade.yaml"), "--force", "--etcd-upgrade=false")
+        self.assertEqual(rc, 1)
+        self.assertIn("can not mix '--config' with arguments [etcd-upgrade force]", err)
+        cp.must("ctr", "-n", "k8s.io", "images", "import", self.tar132)
+        out = cp.must("kubeadm", "upgrade", "plan")
+        self.assertIn("[upgrade/versions] Target version: v1.32.1\n", out)
+        self.assertRegex(out, r"kubelet\s+cp1\s+v1\.31\.2\s+v1\.32\.1\n")
+        self.assertRegex(out, r"kube-apiserver\s+cp1\s+v1\.31\.2\s+v1\.32\.1\n")
+        self.assertIn("You can now apply the upgrade by executing the following command:\n\n\tkubeadm upgrade apply "
+                      "v1.32.1\n", out)
+        # the fault knob: fails after preflight, rolls back
+        cp.write("/etc/kubestrap-lab/faults/upgrade-fails", "")
+        rc, out, err = self.apply("v1.32.1", "-y")
+        self.assertEqual(rc, 1)
+        self.assertIn("error execution phase control-plane: couldn't complete the static pod upgrade: couldn't upgrade "
+                      "control plane. kubeadm has tried to recover everything into the earlier state.", err)
+        os.unlink(cp.path("/etc/kubestrap-lab/faults/upgrade-fails"))
+        self.assertIn("image: registry.k8s.io/kube-apiserver:v1.31.2",
+                      slurp(cp.path("/etc/kubernetes/manifests/kube-apiserver.yaml")))
+        self.assertIn("Server Version: v1.31.2", cp.kubectl("version")[1])
+        w1 = self.w1
+        w1.write("/etc/kubestrap-lab/faults/upgrade-fails", "")
+        rc, out, err = w1.run("kubeadm", "upgrade", "node")
+        self.assertEqual(rc, 1)
+        self.assertIn("error execution phase kubelet-config: could not fetch the kubelet configuration", err)
+        os.unlink(w1.path("/etc/kubestrap-lab/faults/upgrade-fails"))
+
+    def test_2_rolling_upgrade(self):
+        cp, w1 = self.cp, self.w1
+        self.assertTrue(self.wait_node("cp1", "v1.31.2") and self.wait_node("w1", "v1.31.2"))
+        self.install(cp, ["kubeadm"], "1.32.1")
+        # another (pretend) control plane not yet upgraded: the addons wait for it
+        cp.kubectl("label", "node", "w1", "node-role.kubernetes.io/control-plane=")
+        out = cp.must("kubeadm", "upgrade", "apply", "--config", cp.path("/root/upgrade.yaml"), "--yes")
+        cp.kubectl("label", "node", "w1", "node-role.kubernetes.io/control-plane-")
+        self.assertIn("[upgrade/addon] Skipping upgrade of addons because control plane instances [w1] have not been "
+                      "upgraded\n" * 2, out)
+        self.assertIn('[upgrade/versions] Cluster version: v1.31.2\n[upgrade/versions] kubeadm version: v1.32.1\n', out)
+        self.assertIn('[upgrade/staticpods] Component "kube-apiserver" upgraded successfully!\n', out)
+        self.assertTrue(out.endswith('\n[upgrade] SUCCESS! A control plane node of your cluster was upgraded to '
+                                     '"v1.32.1".\n\n[upgrade] Now please proceed with upgrading the rest of the nodes '
+                                     'by following the right order.\n'), out[-400:])
+        self.assertIn("Server Version: v1.32.1", cp.kubectl("version")[1])
+        code, cm = self.api_get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
+        self.assertIn("kubernetesVersion: v1.32.1", cm["data"]["ClusterConfiguration"])
+        for comp, tag in (("kube-apiserver", "v1.32.1"), ("kube-scheduler", "v1.32.1"), ("etcd", "3.5.16-0")):
+            self.assertIn(":%s\n" % tag, slurp(cp.path("/etc/kubernetes/manifests/%s.yaml" % comp)))
+        backups = [d for d in os.listdir(cp.path("/etc/kubernetes/tmp")) if d.startswith("kubeadm-backup-manifests-")]
+        self.assertTrue(any("kube-apiserver:v1.31.2" in slurp(cp.path("/etc/kubernetes/tmp/%s/kube-apiserver.yaml" % d))
+                            for d in backups if os.path.exists(cp.path("/etc/kubernetes/tmp/%s/kube-apiserver.yaml" % d))))
+        self.assertRegex(cp.kubectl("get", "nodes")[1], r"cp1\s+Ready\s+control-plane\s+\S+\s+v1\.31\.2\n")
+        # first control plane: drain, kubelet + kubectl, restart, wait, uncordon
+        rc, out, err = cp.kubectl("drain", "cp1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=5m")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(out.startswith("node/cp1 cordoned\n") and out.endswith("node/cp1 drained\n"), out)
+        self.install(cp, ["kubelet", "kubectl"], "1.32.1")
+        cp.must("systemctl", "daemon-reload")
+        self.assertEqual(self.node("cp1")["status"]["nodeInfo"]["kubeletVersion"], "v1.31.2")  # not restarted yet
+        cp.must("systemctl", "restart", "kubelet")
+        self.assertTrue(self.wait_node("cp1", "v1.32.1"))
+        self.assertEqual(cp.kubectl("uncordon", "cp1")[1], "node/cp1 uncordoned\n")
+        # worker: kubeadm, upgrade node, drain (through the control plane), kubelet, restart, uncordon
+        self.install(w1, ["kubeadm"], "1.32.1")
+        out = w1.must("kubeadm", "upgrade", "node")
+        self.assertEqual([l for l in out.splitlines() if not l.startswith("[upgrade] Backing up")], [
+            '[upgrade] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...',
+            "[upgrade] Use 'kubeadm init phase upload-config --config your-config.yaml' to re-upload it.",
+            "[upgrade/preflight] Running pre-flight checks",
+            "[upgrade/preflight] Skipping prepull. Not a control plane node.",
+            "[upgrade/control-plane] Skipping phase. Not a control plane node.",
+            "[upgrade/kubeconfig] Skipping phase. Not a control plane node.",
+            '[kubelet-start] Writing kubelet configuration to file "/var/lib/kubelet/config.yaml"',
+            "[upgrade/kubelet-config] The kubelet configuration for this node was successfully upgraded!",
+            "[upgrade/addon] Skipping the addon/coredns phase. Not a control plane node.",
+            "[upgrade/addon] Skipping the addon/kube-proxy phase. Not a control plane node."])
+        self.assertTrue(any(d.startswith("kubeadm-kubelet-config") for d in os.listdir(w1.path("/etc/kubernetes/tmp"))))
+        rc, out, err = cp.kubectl("drain", "w1", "--ignore-daemonsets", "--delete-emptydir-data")
+        self.assertEqual(rc, 0, err)
+        self.install(w1, ["kubelet", "kubectl"], "1.32.1")
+        w1.must("systemctl", "daemon-reload")
+        w1.must("systemctl", "restart", "kubelet")
+        self.assertTrue(self.wait_node("w1", "v1.32.1"))
+        cp.kubectl("uncordon", "w1")
+        out = cp.kubectl("get", "nodes")[1]
+        self.assertRegex(out, r"cp1\s+Ready\s+control-plane\s+\S+\s+v1\.32\.1\n")
+        self.assertRegex(out, r"w1\s+Ready\s+<none>\s+\S+\s+v1\.32\.1\n")
+        # the cordon history on the control plane
+        ev = [l.split() for l in slurp(cp.path("/var/log/kubestrap-lab/cluster-events.log")).splitlines()]
+        self.assertEqual([int(e[0]) for e in ev], list(range(1, len(ev) + 1)))
+        seq = [" ".join(e[2:]) for e in ev if e[2] != "kubelet-start"]
+        self.assertEqual(seq[-8:], ["upgrade-apply cp1 v1.32.1", "cordon cp1", "kubelet-restart cp1 v1.32.1",
+                                    "uncordon cp1", "upgrade-node w1 v1.32.1", "cordon w1",
+                                    "kubelet-restart w1 v1.32.1", "uncordon w1"])
+
+    def test_3_after_upgrade(self):
+        cp, w1 = self.cp, self.w1
+        # idempotent re-apply at the same version
+        rc, out, err = self.apply("v1.32.1", "-y")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("[upgrade/staticpods] Current and new manifests of kube-apiserver are equal, skipping upgrade\n", out)
+        self.assertIn('SUCCESS! A control plane node of your cluster was upgraded to "v1.32.1"', out)
+        self.assertIn("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n", out)
+        # dry-run changes nothing; upgrade node on the control plane is idempotent too
+        events = slurp(cp.path("/var/log/kubestrap-lab/cluster-events.log"))
+        out = cp.must("kubeadm", "upgrade", "apply", "v1.32.1", "--dry-run")
+        self.assertIn("[upgrade/preflight] Would pull the required images (like 'kubeadm config images pull')\n", out)
+        self.assertTrue(out.endswith("[upgrade/successful] Finished dryrunning successfully!\n"), out)
+        self.assertEqual(slurp(cp.path("/var/log/kubestrap-lab/cluster-events.log")), events)
+        out = cp.must("kubeadm", "upgrade", "node")
+        self.assertIn('[upgrade/control-plane] Upgrading your Static Pod-hosted control plane instance to version '
+                      '"v1.32.1"...\n', out)
+        self.assertIn("[upgrade/control-plane] The control plane instance for this node was successfully upgraded!\n"
+                      "[upgrad/kubeconfig] The kubeconfig files for this node were successfully upgraded!\n", out)
+        self.assertTrue(out.endswith("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: "
+                                     "kube-proxy\n"), out)
+        # two minors down: mandatory
+        rc, out, err = self.apply("v1.30.1", "-y")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn('- Specified version to downgrade to "v1.30.1" is too low; kubeadm can downgrade only 1 minor '
+                      'version at a time', err)
+        # drain refuses emptyDir pods without --delete-emptydir-data, and DaemonSet pods without --ignore-daemonsets
+        rc, out, err = cp.run("kubectl", "--kubeconfig", cp.path("/etc/kubernetes/admin.conf"), "apply", "-f", "-",
+                              stdin=WEB_EMPTYDIR)
+        self.assertEqual(rc, 0, err)
+        rc, out, err = cp.kubectl("drain", "w1", "--ignore-daemonsets")
+        self.assertEqual(rc, 1, out + err + cp.kubectl("get", "pods", "-A", "-o", "wide")[1] + cp.kubectl("get", "nodes")[1])
+        self.assertRegex(err, r'error: unable to drain node "w1" due to error: cannot delete Pods with local storage '
+                              r'\(use --delete-emptydir-data to override\): default/web-\w+-\w{5}, continuing command')
+        rc, out, err = cp.kubectl("drain", "w1")
+        self.assertIn('due to error: [cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): ', err)
+        rc, out, err = cp.kubectl("drain", "w1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(out.startswith("node/w1 already cordoned\n") and out.endswith("node/w1 drained\n"), out)
+        self.assertRegex(out, r"\nevicting pod default/web-\w+-\w{5}\n(.*\n)*pod/web-\w+-\w{5} evicted\n")
+        self.assertIn("; deleting Pods with local storage: default/web-", err)
+        rc, out, err = cp.kubectl("get", "pods", "-o", "wide")
+        self.assertRegex(out, r"web-\w+-\w{5}\s+0/1\s+Pending")  # nowhere else to go (cp1 is tainted)
+        cp.kubectl("uncordon", "w1")
+        rc, out, err = cp.kubectl("drain", "w1", "--timeout=abc")
+        self.assertIn('invalid argument "abc" for "--timeout" flag', err)
+
+
 class TestRuntimeStandins(Base):
     def test_systemctl(self):
         h = self.host("sd", images=None)
