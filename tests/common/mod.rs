@@ -1,6 +1,7 @@
 //! Helpers shared by the lab test binaries (e2e, faults). Each binary uses only some of them.
 #![allow(dead_code)]
 
+pub mod kubectl;
 pub mod lab;
 
 use std::path::PathBuf;
