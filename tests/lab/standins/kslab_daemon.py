@@ -906,6 +906,8 @@ class KapiHooks:
                 o["apiVersion"] = {"Node": "v1", "DaemonSet": "apps/v1", "ReplicaSet": "apps/v1"}.get(o.get("kind"),
                                                                                                      "v1")
                 o["uid"] = _kapi_uid("%s/%s/%s" % (o.get("kind"), md["namespace"], o.get("name")))
+            if owners and owners[0].get("kind") == "DaemonSet":
+                KapiHooks.ds_pod_containers(st, p, owners[0].get("name"))
             if owners and owners[0].get("kind") == "Node":
                 md["annotations"] = {"kubernetes.io/config.mirror": _kapi_uid("mirror/" + md["name"])[:32],
                                      "kubernetes.io/config.source": "file"}
@@ -922,6 +924,35 @@ class KapiHooks:
             if o.get("kind") == "Pod" and o.get("apiVersion") == "v1":
                 out.append(KapiHooks.stored_pod(st, o))
         return out
+
+    @staticmethod
+    def ds_pod_containers(st, p, ds_name):
+        """A DaemonSet pod's containers as its template has them: init containers apart (completed once the pod
+        got past them), so READY counts the main containers only, as on a real node."""
+        ds = st.d["objects"].get("apps|DaemonSet|%s|%s" % (p["metadata"]["namespace"], ds_name))
+        tpl = (((ds or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        if not tpl.get("initContainers"):
+            return
+        cs = p["status"].get("containerStatuses") or []
+        by_image = {c.get("image"): c for c in cs}
+        stt = p["status"].get("kslabStatus")
+        done = stt in ("Running", "CrashLoopBackOff")
+        p["spec"]["initContainers"] = [{"name": c.get("name"), "image": c.get("image")} for c in tpl["initContainers"]]
+        p["spec"]["containers"] = [{"name": c.get("name"), "image": c.get("image")} for c in tpl.get("containers") or []]
+        if tpl.get("volumes"):
+            p["spec"]["volumes"] = tpl["volumes"]
+        p["status"]["initContainerStatuses"] = [
+            {"name": c.get("name"), "image": c.get("image"), "ready": done, "restartCount": 0, "started": False,
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed"}} if done else
+             {"waiting": {"reason": stt or "PodInitializing"}}} for c in tpl["initContainers"]]
+        main = []
+        for c in tpl.get("containers") or []:
+            st_ = dict(by_image.get(c.get("image")) or {"ready": False, "restartCount": 0, "started": False,
+                                                         "state": {"waiting": {"reason": stt}}})
+            st_["name"] = c.get("name")
+            st_["image"] = c.get("image")
+            main.append(st_)
+        p["status"]["containerStatuses"] = main
 
     @staticmethod
     def stored_pod(st, o):
