@@ -139,7 +139,10 @@ fn changing_call(c: &str) -> bool {
     let w: Vec<&str> = c.split_whitespace().collect();
     let has = |x: &str| w.contains(&x);
     // `kubectl[real:1.31] ...`: the lab's kubectl wrapper names the binary that ran
-    let cmd = w.first().map(|c| c.split('[').next().unwrap_or(c)).unwrap_or("");
+    let cmd = w
+        .first()
+        .map(|c| c.split('[').next().unwrap_or(c))
+        .unwrap_or("");
     match cmd {
         "kubeadm" => !has("version") && !has("config") || has("init") || has("join"),
         "systemctl" => ["enable", "restart", "start", "stop", "daemon-reload", "disable"].iter().any(|x| has(x)),
