@@ -232,6 +232,17 @@ fn plan_announces_what_up_does_and_changes_nothing() {
 
     // A version bump in the inventory: up refuses before touching any host (issue 14), and so
     // does plan.
+    // The flannel pod writes its CNI config on each node on its own time (within a node heartbeat,
+    // as on a real node): let the hosts settle before taking the digests.
+    for k in 1..=3 {
+        for _ in 0..30 {
+            let have = lab.sh(k, "test -e /etc/cni/net.d/10-flannel.conflist && echo yes || true");
+            if have.trim() == "yes" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
     let before: Vec<String> = (1..=3).map(|k| digest(&lab, k)).collect();
     let bumped = std::fs::read_to_string(&inv).unwrap().replace("kubernetesVersion: \"1.31.2\"", "kubernetesVersion: \"1.32.1\"");
     assert!(bumped.contains("1.32.1"), "{bumped}");
