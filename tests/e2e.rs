@@ -164,6 +164,15 @@ fn assert_cluster(lab: &Lab, inv: &Path, names: &[&str], version: &str, runtime:
         "{text}"
     );
     assert!(inv.parent().unwrap().join(".kubestrap/.gitignore").exists());
+
+    // What a user sees through that kubeconfig with the real kubectl, on the console.
+    let v = common::kubectl::nodes_json(&kc, version);
+    assert_eq!(v["items"].as_array().unwrap().len(), names.len(), "{v}");
+    for (j, name) in names.iter().enumerate() {
+        let (ip, ready, _) = node_status(&v, name);
+        assert!(ready, "node {name} not Ready (console kubectl): {v}");
+        assert_eq!(ip, format!("{}.{}", net(), 11 + j), "node IP of {name}");
+    }
 }
 
 /// Every byte kubestrap wrote (stdout, stderr, state folder) must be free of the token.

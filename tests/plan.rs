@@ -134,7 +134,11 @@ fn assert_agreement(plan: &serde_json::Value, up: &serde_json::Value) {
 fn changing_call(c: &str) -> bool {
     let w: Vec<&str> = c.split_whitespace().collect();
     let has = |x: &str| w.contains(&x);
-    let cmd = w.first().copied().unwrap_or("");
+    // `kubectl[real:1.31] ...`: the lab's kubectl wrapper names the binary that ran
+    let cmd = w
+        .first()
+        .map(|c| c.split('[').next().unwrap_or(c))
+        .unwrap_or("");
     match cmd {
         "kubeadm" => !has("version") && !has("config") || has("init") || has("join"),
         "systemctl" => [

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod kubectl;
 pub mod lab;
 
 use std::path::PathBuf;

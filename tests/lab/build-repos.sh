@@ -35,6 +35,7 @@ content_hash() {
         [[ -d $STANDINS ]] && (cd "$STANDINS" && { standin_files; find ./units -type f 2>/dev/null; } | sort | xargs -r sha256sum)
         ls -l "$CACHE/debian-debs" 2>/dev/null
         stat -c %s "$CACHE/keys/kubestrap-lab.gpg" "$CACHE/keys/k8s-Release.key" 2>/dev/null
+        ls -lL "${KUBESTRAP_LAB_KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}"/kubectl.1.* 2>/dev/null || true
     } | sha256sum | cut -c1-16
 }
 
@@ -96,6 +97,39 @@ put_standin() { # DIR PKG NAME VERSION
     return 0
 }
 
+# ---------------------------------------------------------------------------------------------- real kubectl
+# The kubectl package carries the REAL kubectl of its minor, copied from this machine's google-cloud-sdk
+# (kubectl.1.MINOR; the nearest minor within kubectl's +-1 skew if that one is missing) as
+# /usr/lib/kubestrap-lab/kubectl/kubectl.real, behind /usr/bin/kubectl = standins/kubectl-wrapper (logs argv to
+# calls.log as `kubectl[real:1.31] ARGS...`, then execs it). Without a binary within skew the wrapper logs
+# `kubectl[standin:...] ARGS...` and runs the Python stand-in, which is shipped beside it either way.
+REAL_KUBECTL_DIR=${KUBESTRAP_LAB_KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}
+
+real_kubectl_for() { # VERSION -> "1.MINOR PATH" of the binary to ship (nothing if none within skew)
+    local m=${1#*.} c
+    m=${m%%.*}
+    for c in "$m" $((m - 1)) $((m + 1)); do
+        if [[ -x $REAL_KUBECTL_DIR/kubectl.1.$c ]]; then echo "1.$c $REAL_KUBECTL_DIR/kubectl.1.$c"; return 0; fi
+    done
+    return 0
+}
+
+put_kubectl() { # DIR VERSION
+    local d=$1 v=$2 real minor path
+    put_standin "$d" kubectl kubectl "$v"
+    rm -f "$d/usr/bin/kubectl"
+    install -m 0755 "$STANDINS/kubectl-wrapper" "$d/usr/bin/kubectl"
+    real=$(real_kubectl_for "$v")
+    if [[ -n $real ]]; then
+        read -r minor path <<<"$real"
+        install -m 0755 "$path" "$d/usr/lib/kubestrap-lab/kubectl/kubectl.real"
+        echo "$minor" >"$d/usr/lib/kubestrap-lab/kubectl/kubectl.real.minor"
+        [[ $minor == "${v%.*}" ]] || log "kubectl $v: no kubectl.${v%.*}, using the real kubectl $minor (within skew)"
+    else
+        log "kubectl $v: no real kubectl within skew in $REAL_KUBECTL_DIR, the package runs the Python stand-in"
+    fi
+}
+
 unit_or_default() { # NAME DEST < default-text : the stand-ins' units/NAME (or NAME) if present, else stdin
     local f
     for f in "$STANDINS/units/$1" "$STANDINS/$1"; do
@@ -148,9 +182,9 @@ WantedBy=multi-user.target
 EOF
     ctl "$d" kubelet "$v-1.1" "iptables (>= 1.4.21), kubernetes-cni (>= 1.1.1), iproute2, socat, util-linux, mount, ethtool, conntrack, python3, python3-yaml, openssl" \
         "Node agent for Kubernetes clusters"
-    # kubectl
+    # kubectl: the real binary of this minor behind a logging wrapper (the stand-in only as a fallback)
     d=$t/kubectl
-    put_standin "$d" kubectl kubectl "$v"
+    put_kubectl "$d" "$v"
     ctl "$d" kubectl "$v-1.1" "python3, python3-yaml, openssl" "Command-line utility for interacting with a Kubernetes cluster"
     # cri-tools
     d=$t/cri-tools
@@ -174,7 +208,9 @@ EOF
 fakeroot_build() { # DIR OUT.deb : files owned by root
     chown -R 0:0 "$1"
     find "$1" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-    dpkg-deb --root-owner-group -Zgzip --build "$1" "$2" >/dev/null
+    local z=()
+    [[ -e $1/usr/lib/kubestrap-lab/kubectl/kubectl.real ]] && z=(-z1)  # 57 MB of Go binary: fast gzip (~1 s)
+    dpkg-deb --root-owner-group -Zgzip "${z[@]}" --build "$1" "$2" >/dev/null
 }
 
 build_cri_dockerd() { # DESTDIR

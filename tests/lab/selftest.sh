@@ -163,7 +163,8 @@ sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubelet='$V'-1.1 k
 sudo -n apt-mark hold kubelet kubeadm kubectl >/dev/null
 [ "$(kubeadm version -o short)" = v'$V' ]
 kubelet --version | grep -q "v'$V'"
-kubectl version --client 2>/dev/null | grep -q "v'$V'"
+kubectl version --client 2>/dev/null | grep -q "v'${V%.*}'\."
+grep -q "^kubectl\[real:'${V%.*}'\] version --client" /var/log/kubestrap-lab/calls.log
 dpkg-query -W -f="\${Version}" kubeadm | grep -qx "'$V'-1.1"
 apt-mark showhold | grep -qx kubeadm
 command -v containerd runc crictl >/dev/null'

@@ -86,6 +86,8 @@ def mkdirp(path, mode=0o755):
 
 
 def log_call(argv):
+    if os.environ.pop("KSLAB_CALL_LOGGED", None) == os.path.basename(argv[0]):
+        return  # a wrapper (the kubectl package's /usr/bin/kubectl) logged this call already
     try:
         mkdirp(os.path.dirname(CALLS_LOG))
         line = shlex.join([os.path.basename(argv[0])] + list(argv[1:]))

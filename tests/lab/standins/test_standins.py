@@ -736,7 +736,7 @@ class TestCluster(Base):
                             if c["type"] == "Ready"))
         rc, out, err = cp.kubectl("get", "pods", "-A")
         self.assertEqual(out.splitlines()[0].split(), ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"])
-        self.assertRegex(out, r"kube-flannel\s+kube-flannel-ds-\w{5}\s+0/2\s+CrashLoopBackOff")
+        self.assertRegex(out, r"kube-flannel\s+kube-flannel-ds-\w{5}\s+0/1\s+CrashLoopBackOff")
         self.assertRegex(out, r"kube-system\s+coredns-\w+-\w{5}\s+0/1\s+Pending")
         rc, out, err = cp.kubectl("rollout", "status", "ds/kube-flannel-ds", "-n", "kube-flannel", "--timeout=2s")
         self.assertEqual(rc, 1)
@@ -1235,6 +1235,261 @@ class TestRuntimeStandins(Base):
         h.write("/etc/kubestrap-lab/faults/hang-kubeadm", "")
         with self.assertRaises(subprocess.TimeoutExpired):
             h.run("kubeadm", "version", timeout=2)
+
+
+def real_kubectl(minor="1.31"):
+    """The real kubectl to drive the lab API with: $KSLAB_REAL_KUBECTL, else this machine's google-cloud-sdk
+    kubectl.MINOR or the nearest minor within skew. None when there is none."""
+    if os.environ.get("KSLAB_REAL_KUBECTL"):
+        return os.environ["KSLAB_REAL_KUBECTL"]
+    maj, mi = minor.split(".")
+    for m in (int(mi), int(mi) - 1, int(mi) + 1):
+        p = "/usr/lib/google-cloud-sdk/bin/kubectl.%s.%d" % (maj, m)
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+CACHE_POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: cache
+  namespace: default
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-6d4cf56db6, uid: 3f1c1d2e-8a5b-4c6d-9e7f-0a1b2c3d4e5f,
+     controller: true}
+spec:
+  nodeName: w1
+  containers: [{name: web, image: registry.k8s.io/pause:3.10}]
+  volumes: [{name: scratch, emptyDir: {}}]
+"""
+
+
+class TestRealKubectl(Base):
+    """The REAL kubectl (google-cloud-sdk's kubectl.1.31) against the lab API through admin.conf."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kubectl_bin = real_kubectl("1.31")
+        if not cls.kubectl_bin:
+            raise unittest.SkipTest("no real kubectl: neither $KSLAB_REAL_KUBECTL nor "
+                                    "/usr/lib/google-cloud-sdk/bin/kubectl.1.{30,31,32} exists")
+        super().setUpClass()
+        cls.cp = Host(cls.base, "cp1", "127.%d.220.1" % NET, cls.fakebin, cls.tar)
+        cls.w1 = Host(cls.base, "w1", "127.%d.221.1" % NET, cls.fakebin, cls.tar)
+        cls.hosts += [cls.cp, cls.w1]
+        cls.cp.write("/root/kubeadm.yaml", init_config(cls.cp.ip))
+        cls.init_rc, out, err = cls.cp.run("kubeadm", "init", "--config", cls.cp.path("/root/kubeadm.yaml"))
+        cls.join_rc = None
+        if cls.init_rc == 0:
+            pin = C.pin_of_pem(slurp(cls.cp.path("/etc/kubernetes/pki/ca.crt")))[0]
+            cls.join_rc, out, err = cls.w1.run("kubeadm", "join", "%s:6443" % cls.cp.ip, "--token", TOKEN,
+                                               "--discovery-token-ca-cert-hash", pin)
+        cls.cp.write("/root/flannel.yml", FLANNEL % "10.244.0.0/16")
+
+    def k(self, *args, stdin=None, timeout=60):
+        """the real kubectl, as a user runs it on the control plane (KUBECONFIG=admin.conf)"""
+        env = dict(self.cp.env, KUBECONFIG=self.cp.path("/etc/kubernetes/admin.conf"),
+                   HOME=self.cp.path("/root"))
+        r = subprocess.run([self.kubectl_bin] + list(args), env=env, input=stdin, capture_output=True, text=True,
+                           timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+    def ok(self, *args, stdin=None):
+        rc, out, err = self.k(*args, stdin=stdin)
+        self.assertEqual(rc, 0, "kubectl %s: %s%s" % (" ".join(args), out, err))
+        return out
+
+    def test_00_cluster_up(self):
+        self.assertEqual((self.init_rc, self.join_rc), (0, 0))
+
+    def test_01_get_nodes_and_pods(self):
+        out = self.ok("get", "nodes")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"])
+        self.assertRegex(lines[1], r"^cp1\s+NotReady\s+control-plane\s+\d+s\s+v1\.31\.2$")
+        self.assertRegex(lines[2], r"^w1\s+NotReady\s+<none>\s+\d+s\s+v1\.31\.2$")
+        doc = json.loads(self.ok("get", "nodes", "-o", "json"))
+        self.assertEqual(doc["kind"], "List")
+        self.assertEqual([n["metadata"]["name"] for n in doc["items"]], ["cp1", "w1"])
+        self.assertEqual([a["address"] for a in doc["items"][1]["status"]["addresses"] if a["type"] == "InternalIP"],
+                         [self.w1.ip])
+        out = self.ok("get", "nodes", "-o", "wide")
+        self.assertEqual(out.splitlines()[0].split()[:7], ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP",
+                                                           "EXTERNAL-IP"])
+        self.assertRegex(out, r"\nw1\s+NotReady\s+<none>\s+\S+\s+v1\.31\.2\s+%s\s+<none>" % re.escape(self.w1.ip))
+        out = self.ok("get", "pods", "-A")
+        self.assertEqual(out.splitlines()[0].split(), ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"])
+        self.assertRegex(out, r"kube-system\s+kube-apiserver-cp1\s+1/1\s+Running")
+        self.assertRegex(out, r"kube-system\s+coredns-\w+-\w{5}\s+0/1\s+Pending")
+        self.assertEqual(len(re.findall(r"kube-proxy-\w{5}", out)), 2)
+        rc, out, err = self.k("get", "node", "nope")
+        self.assertEqual(rc, 1)
+        self.assertIn('Error from server (NotFound): nodes "nope" not found', err)
+
+    def test_02_apply_flannel_wait_rollout(self):
+        out = self.ok("apply", "-f", self.cp.path("/root/flannel.yml"))
+        self.assertEqual(out, "namespace/kube-flannel created\nconfigmap/kube-flannel-cfg created\n"
+                              "daemonset.apps/kube-flannel-ds created\n")
+        ds = json.loads(self.ok("get", "ds", "kube-flannel-ds", "-n", "kube-flannel", "-o", "json"))
+        last = json.loads(ds["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+        self.assertEqual(last["metadata"]["name"], "kube-flannel-ds")
+        self.assertEqual(ds["spec"]["updateStrategy"]["type"], "RollingUpdate")
+        out = self.ok("apply", "-f", self.cp.path("/root/flannel.yml"))
+        self.assertEqual(out, "namespace/kube-flannel unchanged\nconfigmap/kube-flannel-cfg unchanged\n"
+                              "daemonset.apps/kube-flannel-ds unchanged\n")
+        out = self.ok("apply", "-f", "-", stdin=(FLANNEL % "10.244.0.0/16").replace("vxlan", "host-gw"))
+        self.assertIn("configmap/kube-flannel-cfg configured\n", out)
+        out = self.ok("apply", "--server-side", "-f", self.cp.path("/root/flannel.yml"))
+        self.assertIn("daemonset.apps/kube-flannel-ds serverside-applied\n", out)
+        self.assertIn('"Type": "vxlan"', self.ok("get", "cm", "kube-flannel-cfg", "-n", "kube-flannel", "-o",
+                                                 "jsonpath={.data.net-conf\\.json}"))
+        out = self.ok("wait", "--for=condition=Ready", "node/cp1", "node/w1", "--timeout=30s")
+        self.assertEqual(out, "node/cp1 condition met\nnode/w1 condition met\n")
+        out = self.ok("rollout", "status", "daemonset/kube-flannel-ds", "-n", "kube-flannel", "--timeout=30s")
+        self.assertIn('daemon set "kube-flannel-ds" successfully rolled out', out)
+        out = self.ok("get", "nodes")
+        self.assertRegex(out, r"\ncp1\s+Ready\s+control-plane")
+        self.assertRegex(out, r"\nw1\s+Ready\s+<none>")
+        self.assertRegex(self.ok("get", "pods", "-n", "kube-flannel"), r"\nkube-flannel-ds-\w{5}\s+1/1\s+Running\s")
+        out = self.ok("get", "ds", "-A")
+        self.assertRegex(out, r"kube-flannel\s+kube-flannel-ds\s+2\s+2\s+2\s+2\s+2\s+<none>")
+        self.assertRegex(out, r"kube-system\s+kube-proxy\s+2\s+2\s+2\s+2\s+2\s+kubernetes.io/os=linux")
+        # a custom resource before its CRD: kubectl's own error
+        rc, out, err = self.k("apply", "-f", "-", stdin="apiVersion: operator.tigera.io/v1\nkind: Installation\n"
+                              "metadata:\n  name: default\n")
+        self.assertEqual(rc, 1)
+        self.assertIn('error: resource mapping not found for name: "default" namespace: "" from "STDIN": no matches for '
+                      'kind "Installation" in version "operator.tigera.io/v1"\nensure CRDs are installed first', err)
+
+    def test_03_describe_label_taint_cordon(self):
+        out = self.ok("describe", "node", "w1")
+        self.assertRegex(out, r"^Name:\s+w1\n")
+        self.assertRegex(out, r"\n  Ready\s+True\s")
+        self.assertIn("InternalIP:  %s" % self.w1.ip, out)
+        self.assertRegex(out, r"kube-system\s+kube-proxy-\w{5}")
+        self.assertEqual(self.ok("label", "node", "w1", "tier=edge"), "node/w1 labeled\n")
+        self.assertEqual(self.ok("get", "nodes", "-l", "tier=edge", "-o", "name"), "node/w1\n")
+        rc, out, err = self.k("label", "node", "w1", "tier=core")
+        self.assertEqual(rc, 1)
+        self.assertIn("'tier' already has a value (edge), and --overwrite is false", err)
+        self.assertEqual(self.ok("label", "node", "w1", "tier-"), "node/w1 unlabeled\n")
+        self.assertEqual(self.ok("taint", "nodes", "w1", "dedicated=infra:NoSchedule"), "node/w1 tainted\n")
+        self.assertEqual(json.loads(self.ok("get", "node", "w1", "-o", "jsonpath={.spec.taints}")),
+                         [{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}])
+        self.assertEqual(self.ok("taint", "nodes", "w1", "dedicated-"), "node/w1 untainted\n")
+        self.assertEqual(self.ok("get", "node", "w1", "-o", "jsonpath={.spec.taints}"), "")
+        rc, out, err = self.k("taint", "nodes", "w1", "dedicated-")
+        self.assertEqual(rc, 1)
+        self.assertIn('taint "dedicated" not found', err)
+        self.assertEqual(self.ok("cordon", "w1"), "node/w1 cordoned\n")
+        self.assertEqual(self.ok("cordon", "w1"), "node/w1 already cordoned\n")
+        self.assertRegex(self.ok("get", "nodes"), r"\nw1\s+Ready,SchedulingDisabled\s")
+        self.assertEqual(self.ok("uncordon", "w1"), "node/w1 uncordoned\n")
+        self.assertEqual(self.ok("get", "node", "w1", "-o", "jsonpath={.spec.unschedulable}"), "")
+
+    def test_04_drain(self):
+        self.assertEqual(self.ok("apply", "-f", "-", stdin=CACHE_POD), "pod/cache created\n")
+        self.assertRegex(self.ok("get", "pods", "-o", "wide"), r"\ncache\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+w1\s")
+        rc, out, err = self.k("drain", "w1")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "node/w1 cordoned\n")
+        self.assertRegex(err, r"cannot delete DaemonSet-managed Pods \(use --ignore-daemonsets to ignore\): "
+                              r"kube-flannel/kube-flannel-ds-\w{5}, kube-system/kube-proxy-\w{5}")
+        self.assertIn("cannot delete Pods with local storage (use --delete-emptydir-data to override): default/cache",
+                      err)
+        rc, out, err = self.k("drain", "w1", "--ignore-daemonsets")
+        self.assertEqual(rc, 1)
+        self.assertNotIn("DaemonSet-managed", err.split("Warning")[0])
+        self.assertIn("cannot delete Pods with local storage (use --delete-emptydir-data to override): default/cache",
+                      err)
+        rc, out, err = self.k("drain", "w1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s")
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(out, "node/w1 already cordoned\nevicting pod default/cache\npod/cache evicted\n"
+                              "node/w1 drained\n")
+        self.assertRegex(err, r"^Warning: ignoring DaemonSet-managed Pods: kube-flannel/kube-flannel-ds-\w{5}, "
+                              r"kube-system/kube-proxy-\w{5}\n$")
+        rc, out, err = self.k("get", "pod", "cache")
+        self.assertEqual(rc, 1)
+        self.assertIn('Error from server (NotFound): pods "cache" not found', err)
+        self.assertRegex(self.ok("get", "nodes"), r"\nw1\s+Ready,SchedulingDisabled\s")
+        # a node's CoreDNS pod is evicted to a schedulable node
+        self.ok("cordon", "cp1")
+        self.ok("uncordon", "w1")
+        rc, out, err = self.k("drain", "cp1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s")
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(len(re.findall(r"pod/coredns-\w+-\w{5} evicted", out)), 2, out)
+        self.assertNotIn("kube-apiserver", out)  # mirror pods are left alone
+        out = self.ok("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "wide", "--no-headers")
+        self.assertEqual(len(re.findall(r"coredns-\w+-\w{5}\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+w1\s", out)), 2, out)
+        self.ok("uncordon", "cp1")
+
+    def test_05_errors_and_kubeadm_objects(self):
+        self.assertEqual(self.ok("create", "namespace", "team-a"), "namespace/team-a created\n")
+        rc, out, err = self.k("create", "namespace", "team-a")
+        self.assertEqual(rc, 1)
+        self.assertIn('Error from server (AlreadyExists): namespaces "team-a" already exists', err)
+        rc, out, err = self.k("create", "configmap", "Bad_Name", "-n", "team-a")
+        self.assertEqual(rc, 1)
+        self.assertIn('error: failed to create configmap: ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: '
+                      '"Bad_Name": a lowercase RFC 1123 subdomain must consist of', err)
+        rc, out, err = self.k("create", "configmap", "c1", "-n", "no-such-ns")
+        self.assertEqual(rc, 1)
+        self.assertIn('error: failed to create configmap: namespaces "no-such-ns" not found', err)
+        rc, out, err = self.k("apply", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\n"
+                              "  namespace: no-such-ns\n")
+        self.assertEqual(rc, 1)
+        self.assertIn('Error from server (NotFound): error when creating "STDIN": namespaces "no-such-ns" not found', err)
+        self.assertEqual(self.ok("delete", "namespace", "team-a"), 'namespace "team-a" deleted\n')
+        out = self.ok("get", "secrets", "-n", "kube-system")
+        self.assertRegex(out, r"\nbootstrap-token-abcdef\s+bootstrap.kubernetes.io/token\s")
+        tok = json.loads(self.ok("get", "secret", "bootstrap-token-abcdef", "-n", "kube-system", "-o", "json"))
+        import base64
+        self.assertEqual(base64.b64decode(tok["data"]["token-secret"]).decode(), TOKEN.split(".")[1])
+        cfg = self.ok("get", "cm", "kubeadm-config", "-n", "kube-system", "-o",
+                      "jsonpath={.data.ClusterConfiguration}")
+        self.assertIn("podSubnet: 10.244.0.0/16", cfg)
+        self.assertIn("certificate-authority-data", self.ok("get", "cm", "cluster-info", "-n", "kube-public", "-o",
+                                                            "jsonpath={.data.kubeconfig}"))
+        self.assertRegex(self.ok("get", "ns"), r"\nkube-system\s+Active\s")
+
+    def test_06_wrapper_logs_and_execs(self):
+        """the kubectl package's /usr/bin/kubectl: calls.log line with the marker, then the real binary (or the
+        stand-in as a fallback, logged once)."""
+        lib = os.path.join(self.base, "kubectl-lib")
+        os.makedirs(lib, exist_ok=True)
+        os.symlink(os.path.join(HERE, "kubectl"), os.path.join(lib, "kubectl"))
+        env = dict(self.cp.env, KSLAB_KUBECTL_LIB=lib)
+        kc = self.cp.path("/etc/kubernetes/admin.conf")
+        log = self.cp.path("/var/log/kubestrap-lab/calls.log")
+        n0 = len(slurp(log).splitlines())
+        r = subprocess.run([os.path.join(HERE, "kubectl-wrapper"), "--kubeconfig", kc, "get", "nodes"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = slurp(log).splitlines()[n0:]
+        self.assertEqual(new, ["kubectl[standin:no real kubectl within skew] --kubeconfig %s get nodes" % kc])
+        os.symlink(self.kubectl_bin, os.path.join(lib, "kubectl.real"))
+        with open(os.path.join(lib, "kubectl.real.minor"), "w") as f:
+            f.write("1.31\n")
+        r = subprocess.run([os.path.join(HERE, "kubectl-wrapper"), "--kubeconfig", kc, "get", "nodes", "-o",
+                            "jsonpath={.items[*].metadata.name}"], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "cp1 w1"), r.stderr)
+        new = slurp(log).splitlines()[n0 + 1:]
+        self.assertEqual(new, ["kubectl[real:1.31] --kubeconfig %s get nodes -o 'jsonpath={.items[*].metadata.name}'"
+                               % kc])
+
+    def test_07_delete_node(self):
+        self.assertEqual(self.ok("delete", "node", "w1"), 'node "w1" deleted\n')
+        rc, out, err = self.k("delete", "node", "w1")
+        self.assertEqual(rc, 1)
+        self.assertIn('Error from server (NotFound): nodes "w1" not found', err)
+        self.assertEqual(self.ok("get", "nodes", "-o", "name"), "node/cp1\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in getattr(cls, "hosts", []):
+            h.run("kubeadm", "reset", "-f")
+        super().tearDownClass()
 
 
 if __name__ == "__main__":
