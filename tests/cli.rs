@@ -404,7 +404,12 @@ fn bash_complete(script: &std::path::Path, cwd: &std::path::Path, words: &[&str]
         .current_dir(cwd)
         .output()
         .expect("bash");
-    assert!(o.status.success(), "bash: {:?}\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "bash: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -416,7 +421,12 @@ fn bash_complete(script: &std::path::Path, cwd: &std::path::Path, words: &[&str]
 fn bash_completion_offers_subcommands_options_values_and_files() {
     let d = tempfile::tempdir().unwrap();
     let o = kubestrap(&["completions", "bash"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let script = d.path().join("kubestrap.bash");
     std::fs::write(&script, &o.stdout).unwrap();
     std::fs::write(d.path().join("inv.yaml"), "").unwrap();
@@ -424,7 +434,15 @@ fn bash_completion_offers_subcommands_options_values_and_files() {
 
     // kubestrap <TAB>: every subcommand --help lists (a new one is picked up by itself).
     let subs = help_subcommands();
-    for must in ["up", "check", "plan", "kubeconfig", "reset", "exec", "completions"] {
+    for must in [
+        "up",
+        "check",
+        "plan",
+        "kubeconfig",
+        "reset",
+        "exec",
+        "completions",
+    ] {
         assert!(subs.iter().any(|s| s == must), "{subs:?}");
     }
     let top = c(&["kubestrap", ""]);
@@ -434,7 +452,10 @@ fn bash_completion_offers_subcommands_options_values_and_files() {
     // kubestrap up -<TAB>, and an option's value does not count as the subcommand.
     let up = c(&["kubestrap", "up", "-"]);
     for o in ["--inventory", "-i", "--output", "--concurrency", "--help"] {
-        assert!(up.contains(&o.to_string()), "kubestrap up -<TAB> lacks {o}: {up:?}");
+        assert!(
+            up.contains(&o.to_string()),
+            "kubestrap up -<TAB> lacks {o}: {up:?}"
+        );
     }
     assert!(!up.iter().any(|w| w == "plan"), "{up:?}");
     assert_eq!(c(&["kubestrap", "-v", "pl"]), ["plan"]);
@@ -443,8 +464,14 @@ fn bash_completion_offers_subcommands_options_values_and_files() {
     assert!(c(&["kubestrap", "kubeconfig", "--"]).contains(&"--merge".to_string()));
     // Values: files for -i, the value enums, the shells.
     assert_eq!(c(&["kubestrap", "up", "-i", "in"]), ["inv.yaml"]);
-    assert_eq!(c(&["kubestrap", "plan", "--inventory", "inv"]), ["inv.yaml"]);
-    assert_eq!(c(&["kubestrap", "check", "-i", "inv.yaml", "--output", ""]), ["text", "json"]);
+    assert_eq!(
+        c(&["kubestrap", "plan", "--inventory", "inv"]),
+        ["inv.yaml"]
+    );
+    assert_eq!(
+        c(&["kubestrap", "check", "-i", "inv.yaml", "--output", ""]),
+        ["text", "json"]
+    );
     assert_eq!(c(&["kubestrap", "exec", "--role", "w"]), ["worker"]);
     let shells = c(&["kubestrap", "completions", ""]);
     for s in ["bash", "zsh", "fish"] {
@@ -461,11 +488,19 @@ fn zsh_and_fish_completions_name_every_subcommand_and_parse() {
     let d = tempfile::tempdir().unwrap();
     for (shell, check) in [("zsh", ["-n"]), ("fish", ["--no-execute"])] {
         let o = kubestrap(&["completions", shell]);
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let t = String::from_utf8_lossy(&o.stdout).to_string();
         for s in &subs {
             let named = match shell {
-                "zsh" => t.contains(&format!("        '{s}:")) && t.contains(&format!("({s}) _kubestrap__")),
+                "zsh" => {
+                    t.contains(&format!("        '{s}:"))
+                        && t.contains(&format!("({s}) _kubestrap__"))
+                }
                 _ => t.contains(&format!("-a '{s}' -d ")),
             };
             assert!(named, "{shell} script lacks subcommand {s}:\n{t}");
@@ -473,12 +508,20 @@ fn zsh_and_fish_completions_name_every_subcommand_and_parse() {
         match shell {
             "zsh" => {
                 assert!(t.starts_with("#compdef kubestrap\n"), "{t}");
-                assert!(t.contains("'(-i --inventory)--inventory=[The inventory file (YAML)]:value:_files'"), "{t}");
+                assert!(
+                    t.contains(
+                        "'(-i --inventory)--inventory=[The inventory file (YAML)]:value:_files'"
+                    ),
+                    "{t}"
+                );
                 assert!(t.contains(":value:(text json)'"), "{t}");
                 assert!(t.contains("compdef _kubestrap kubestrap"), "{t}");
             }
             _ => {
-                assert!(t.contains(" -s i -l inventory -r -F -d 'The inventory file (YAML)'"), "{t}");
+                assert!(
+                    t.contains(" -s i -l inventory -r -F -d 'The inventory file (YAML)'"),
+                    "{t}"
+                );
                 assert!(t.contains(" -l output -x -a 'text json' "), "{t}");
                 assert!(t.contains("^kubestrap up( |$)"), "{t}");
             }
@@ -487,8 +530,14 @@ fn zsh_and_fish_completions_name_every_subcommand_and_parse() {
         let f = d.path().join(format!("kubestrap.{shell}"));
         std::fs::write(&f, t.as_bytes()).unwrap();
         match Command::new(shell).args(check).arg(&f).output() {
-            Ok(o) => assert!(o.status.success(), "{shell} {check:?}: {}", String::from_utf8_lossy(&o.stderr)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!("{shell} not installed: text checks only"),
+            Ok(o) => assert!(
+                o.status.success(),
+                "{shell} {check:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("{shell} not installed: text checks only")
+            }
             Err(e) => panic!("{shell}: {e}"),
         }
     }

@@ -69,7 +69,11 @@ impl Stubs {
         Stubs { dir }
     }
     fn path(&self) -> String {
-        format!("{}:{}", self.dir.path().display(), std::env::var("PATH").unwrap_or_default())
+        format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
     }
     fn apt_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("apt.log")).unwrap_or_default()
@@ -86,15 +90,27 @@ fn is_bookworm() -> bool {
 /// the install mode is the no-op path (it does not call apt at all).
 #[test]
 fn setup_check_finds_nothing_missing_on_this_machine() {
-    for args in [&["--check"][..], &["--check", "--vm"], &["--check", "--no-vm"]] {
+    for args in [
+        &["--check"][..],
+        &["--check", "--vm"],
+        &["--check", "--no-vm"],
+    ] {
         let o = setup(args, None);
         assert_eq!(o.status.code(), Some(0), "setup {args:?}:\n{}", text(&o));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("nothing missing"), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("nothing missing"),
+            "{}",
+            text(&o)
+        );
     }
     let s = Stubs::new(&[], 0);
     let o = setup(&[], Some(&s.path()));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to install"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("nothing to install"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(s.apt_log(), "", "the no-op path ran apt");
 }
 
@@ -113,7 +129,10 @@ fn setup_check_names_what_is_missing_and_installs_nothing() {
     let o = setup(&["--check", "--no-vm"], Some(&s.path()));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("missing (1)") && out.contains("apt-utils"), "{out}");
+    assert!(
+        out.contains("missing (1)") && out.contains("apt-utils"),
+        "{out}"
+    );
     assert!(!out.contains("  vde2"), "{out}");
     assert_eq!(s.apt_log(), "", "--check ran apt");
 }
@@ -141,7 +160,10 @@ fn setup_installs_exactly_what_is_missing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("installing what is missing:"), "{out}");
-    assert!(out.contains("  tini: init of every namespaced lab host"), "{out}");
+    assert!(
+        out.contains("  tini: init of every namespaced lab host"),
+        "{out}"
+    );
     let log = s.apt_log();
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("apt-get")).collect();
     let bpo = if is_bookworm() {
@@ -179,5 +201,9 @@ fn shellcheck_passes_on_setup_and_its_callers() {
         .current_dir(root())
         .output()
         .expect("shellcheck is installed (scripts/setup installs the Debian package)");
-    assert!(o.status.success(), "shellcheck found problems:\n{}", text(&o));
+    assert!(
+        o.status.success(),
+        "shellcheck found problems:\n{}",
+        text(&o)
+    );
 }
