@@ -51,6 +51,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Reset(a) => commands::reset::reset(a).await,
             Command::Exec(a) => commands::exec::exec(a).await,
             Command::VagrantInventory(a) => commands::vagrant_inventory::vagrant_inventory(a),
+            Command::Completions(a) => commands::completions::completions(a),
         }
     })
 }

@@ -51,6 +51,15 @@ pub enum Command {
     Exec(ExecArgs),
     /// Turn `vagrant ssh-config` output (on stdin) into an inventory (on stdout).
     VagrantInventory(VagrantArgs),
+    /// Print a shell completion script for bash, zsh or fish (the README says where to put it).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: crate::commands::completions::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -457,3 +457,177 @@ fn kubeconfig_merge_keeps_other_contexts_for_the_real_kubectl() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The subcommands `kubestrap --help` lists (what the completion scripts must offer).
+fn help_subcommands() -> Vec<String> {
+    let o = kubestrap(&["--help"]);
+    let h = String::from_utf8_lossy(&o.stdout).to_string();
+    h.split("Commands:\n")
+        .nth(1)
+        .expect("a Commands: section")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+/// Source `kubestrap completions bash` in a real bash, set COMP_WORDS/COMP_CWORD to `words`
+/// (the last one is the word being completed) and return what the function offers.
+fn bash_complete(script: &std::path::Path, cwd: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let o = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c"])
+        .arg(
+            "source \"$0\" || exit 9; complete -p kubestrap >/dev/null || exit 8; \
+             COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); _kubestrap; \
+             printf '%s\\n' \"${COMPREPLY[@]}\"",
+        )
+        .arg(script)
+        .args(words)
+        .current_dir(cwd)
+        .output()
+        .expect("bash");
+    assert!(
+        o.status.success(),
+        "bash: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_offers_subcommands_options_values_and_files() {
+    let d = tempfile::tempdir().unwrap();
+    let o = kubestrap(&["completions", "bash"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let script = d.path().join("kubestrap.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    std::fs::write(d.path().join("inv.yaml"), "").unwrap();
+    let c = |w: &[&str]| bash_complete(&script, d.path(), w);
+
+    // kubestrap <TAB>: every subcommand --help lists (a new one is picked up by itself).
+    let subs = help_subcommands();
+    for must in [
+        "up",
+        "check",
+        "plan",
+        "kubeconfig",
+        "reset",
+        "exec",
+        "completions",
+    ] {
+        assert!(subs.iter().any(|s| s == must), "{subs:?}");
+    }
+    let top = c(&["kubestrap", ""]);
+    for s in &subs {
+        assert!(top.contains(s), "kubestrap <TAB> lacks {s}: {top:?}");
+    }
+    // kubestrap up -<TAB>, and an option's value does not count as the subcommand.
+    let up = c(&["kubestrap", "up", "-"]);
+    for o in ["--inventory", "-i", "--output", "--concurrency", "--help"] {
+        assert!(
+            up.contains(&o.to_string()),
+            "kubestrap up -<TAB> lacks {o}: {up:?}"
+        );
+    }
+    assert!(!up.iter().any(|w| w == "plan"), "{up:?}");
+    assert_eq!(c(&["kubestrap", "-v", "pl"]), ["plan"]);
+    assert_eq!(c(&["kubestrap", "up", "--inv"]), ["--inventory"]);
+    assert!(c(&["kubestrap", "reset", "-"]).contains(&"--yes".to_string()));
+    assert!(c(&["kubestrap", "kubeconfig", "--"]).contains(&"--merge".to_string()));
+    // Values: files for -i, the value enums, the shells.
+    assert_eq!(c(&["kubestrap", "up", "-i", "in"]), ["inv.yaml"]);
+    assert_eq!(
+        c(&["kubestrap", "plan", "--inventory", "inv"]),
+        ["inv.yaml"]
+    );
+    assert_eq!(
+        c(&["kubestrap", "check", "-i", "inv.yaml", "--output", ""]),
+        ["text", "json"]
+    );
+    assert_eq!(c(&["kubestrap", "exec", "--role", "w"]), ["worker"]);
+    let shells = c(&["kubestrap", "completions", ""]);
+    for s in ["bash", "zsh", "fish"] {
+        assert!(shells.contains(&s.to_string()), "{shells:?}");
+    }
+    assert_eq!(c(&["kubestrap", "completions", "f"]), ["fish"]);
+    // After `exec ... --`: the hosts' command, not ours.
+    assert!(c(&["kubestrap", "exec", "-i", "inv.yaml", "--", "--"]).is_empty());
+}
+
+#[test]
+fn zsh_and_fish_completions_name_every_subcommand_and_parse() {
+    let subs = help_subcommands();
+    let d = tempfile::tempdir().unwrap();
+    for (shell, check) in [("zsh", ["-n"]), ("fish", ["--no-execute"])] {
+        let o = kubestrap(&["completions", shell]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        for s in &subs {
+            let named = match shell {
+                "zsh" => {
+                    t.contains(&format!("        '{s}:"))
+                        && t.contains(&format!("({s}) _kubestrap__"))
+                }
+                _ => t.contains(&format!("-a '{s}' -d ")),
+            };
+            assert!(named, "{shell} script lacks subcommand {s}:\n{t}");
+        }
+        match shell {
+            "zsh" => {
+                assert!(t.starts_with("#compdef kubestrap\n"), "{t}");
+                assert!(
+                    t.contains(
+                        "'(-i --inventory)--inventory=[The inventory file (YAML)]:value:_files'"
+                    ),
+                    "{t}"
+                );
+                assert!(t.contains(":value:(text json)'"), "{t}");
+                assert!(t.contains("compdef _kubestrap kubestrap"), "{t}");
+            }
+            _ => {
+                assert!(
+                    t.contains(" -s i -l inventory -r -F -d 'The inventory file (YAML)'"),
+                    "{t}"
+                );
+                assert!(t.contains(" -l output -x -a 'text json' "), "{t}");
+                assert!(t.contains("^kubestrap up( |$)"), "{t}");
+            }
+        }
+        // Parse it with the real shell when it is installed.
+        let f = d.path().join(format!("kubestrap.{shell}"));
+        std::fs::write(&f, t.as_bytes()).unwrap();
+        match Command::new(shell).args(check).arg(&f).output() {
+            Ok(o) => assert!(
+                o.status.success(),
+                "{shell} {check:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("{shell} not installed: text checks only")
+            }
+            Err(e) => panic!("{shell}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn completions_for_an_unknown_shell_exit_2() {
+    let o = kubestrap(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bash"));
+}
