@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::hosts::{calls, digest, settled_digest};
+use common::hosts::{calls, changed_lines, listing, settled_listing};
 use common::lab::Lab;
 use common::text;
 
@@ -59,13 +59,11 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Per node: (kubelet version, Ready, unschedulable), read on the control plane.
-fn nodes(lab: &Lab) -> Vec<(String, String, bool, bool)> {
-    let j = lab.sh(
-        1,
-        "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json",
-    );
-    let v: serde_json::Value = serde_json::from_str(&j).unwrap_or_else(|e| panic!("{e}: {j}"));
+/// Per node: (kubelet version, Ready, unschedulable), read as a user would: the real kubectl of
+/// the cluster's minor on the console, through kubestrap's kubeconfig (refreshed by the upgrade).
+fn nodes(lab: &Lab, version: &str) -> Vec<(String, String, bool, bool)> {
+    let kubeconfig = lab.dir.path().join(".kubestrap/lab/kubeconfig");
+    let v = common::kubectl::nodes_json(&kubeconfig, version);
     v["items"]
         .as_array()
         .unwrap()
@@ -107,11 +105,17 @@ fn refused_upgrades_change_nothing() {
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
 
     let next = inventory_for(&lab, "1.32.1", "inv-1.32.1.yaml");
-    let before: Vec<String> = (1..=2).map(|k| settled_digest(&lab, k)).collect();
+    let before: Vec<String> = (1..=2).map(|k| settled_listing(&lab, k).0).collect();
     let calls_before: Vec<usize> = (1..=2).map(|k| calls(&lab, k).len()).collect();
     let unchanged = |why: &str| {
         for k in 1..=2 {
-            assert_eq!(digest(&lab, k), before[k - 1], "{why}: host {k} changed");
+            let now = listing(&lab, k);
+            let diff = changed_lines(&before[k - 1], &now);
+            assert!(
+                diff.is_empty(),
+                "{why}: host {k} changed:\n{}",
+                diff.join("\n")
+            );
             let new: Vec<String> = calls(&lab, k)
                 .into_iter()
                 .skip(calls_before[k - 1])
@@ -223,7 +227,7 @@ fn a_rolling_upgrade_then_a_resumed_one() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = out(&o);
     assert!(t.contains("w2") && t.contains("failed"), "{t}");
-    let n = nodes(&lab);
+    let n = nodes(&lab, "1.32.1");
     let by = |name: &str| n.iter().find(|x| x.0 == name).unwrap().clone();
     assert_eq!(by("cp1").1, "v1.32.1", "{n:?}");
     assert_eq!(
@@ -257,7 +261,7 @@ fn a_rolling_upgrade_then_a_resumed_one() {
         w1_before,
         "w1 was upgraded again"
     );
-    for (name, ver, ready, cordoned) in nodes(&lab) {
+    for (name, ver, ready, cordoned) in nodes(&lab, "1.32.1") {
         assert_eq!(ver, "v1.32.1", "{name}");
         assert!(
             ready && !cordoned,
@@ -298,7 +302,11 @@ fn a_rolling_upgrade_then_a_resumed_one() {
     }
     // Every kubelet restart of the upgrade happened while its node was cordoned.
     let restarts_ok = events_in_order(&lab, &["cp1", "w1", "w2", "w3"]);
-    assert!(restarts_ok.is_empty(), "{restarts_ok:?}");
+    assert!(
+        restarts_ok.is_empty(),
+        "{restarts_ok:?}\n{}",
+        lab.sh(1, "cat /var/log/kubestrap-lab/cluster-events.log")
+    );
 
     // Re-runs are no-ops.
     let (o, _) = kubestrap(&["upgrade", "-i", s(&next), "--yes"]);
@@ -382,7 +390,7 @@ fn a_patch_upgrade() {
         "{}",
         text(&o)
     );
-    for (name, ver, ready, cordoned) in nodes(&lab) {
+    for (name, ver, ready, cordoned) in nodes(&lab, "1.31.2") {
         assert_eq!(ver, "v1.31.2", "{name}");
         assert!(
             ready && !cordoned,
