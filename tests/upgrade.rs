@@ -105,6 +105,7 @@ fn refused_upgrades_change_nothing() {
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
 
     let next = inventory_for(&lab, "1.32.1", "inv-1.32.1.yaml");
+    lab.sh(1, "mkdir -p /etc/kubestrap-lab/faults");
     let before: Vec<String> = (1..=2).map(|k| settled_listing(&lab, k).0).collect();
     let calls_before: Vec<usize> = (1..=2).map(|k| calls(&lab, k).len()).collect();
     let unchanged = |why: &str| {
@@ -185,6 +186,17 @@ fn refused_upgrades_change_nothing() {
     assert!(t.contains("/v1.32/deb/` for v1.32.1"), "{t}");
     unchanged("wrong repository");
 
+    // etcd unhealthy (lab knob: the API server's /readyz/etcd fails): refused before any change.
+    lab.sh(
+        1,
+        "mkdir -p /etc/kubestrap-lab/faults && touch /etc/kubestrap-lab/faults/etcd-unhealthy",
+    );
+    let (o, _) = kubestrap(&["upgrade", "-i", s(&next), "--yes"]);
+    lab.sh(1, "rm -f /etc/kubestrap-lab/faults/etcd-unhealthy");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(out(&o).contains("etcd is not healthy"), "{}", text(&o));
+    unchanged("etcd unhealthy");
+
     // Already at the version: nothing to do, exit 0.
     let (o, _) = kubestrap(&["upgrade", "-i", s(&inv), "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -227,6 +239,7 @@ fn a_rolling_upgrade_then_a_resumed_one() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = out(&o);
     assert!(t.contains("w2") && t.contains("failed"), "{t}");
+    assert!(t.contains("kubeadm upgrade node"), "{t}");
     let n = nodes(&lab, "1.32.1");
     let by = |name: &str| n.iter().find(|x| x.0 == name).unwrap().clone();
     assert_eq!(by("cp1").1, "v1.32.1", "{n:?}");

@@ -80,6 +80,13 @@ pub fn decide(
         };
     }
 
+    // Stacked etcd: kubeadm upgrade apply restarts it; it must be healthy first.
+    let etcd = hosts[cp].facts.get("etcd").trim();
+    if !etcd.is_empty() && etcd != "ok" {
+        out.push(finding(cp_name, true, "etcd", format!(
+            "etcd is not healthy (`kubectl get --raw /readyz/etcd` on {cp_name} said: {etcd}): the upgrade restarts etcd; fix it first (`crictl ps -a --name etcd`, the etcd pod's log)"
+        )));
+    }
     let mut todo = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
         let Some(n) = nodes.iter().find(|n| n.name == h.name) else {
@@ -467,6 +474,49 @@ mod tests {
             .findings
             .iter()
             .any(|f| f.host == "w2" && f.message.contains("upgraded again")));
+    }
+
+    #[test]
+    fn an_unhealthy_etcd_stops_the_upgrade() {
+        let mut f = [
+            facts("1.31.2-1.1", true),
+            facts("1.31.2-1.1", true),
+            facts("1.31.2-1.1", true),
+        ];
+        let nodes = [
+            node("cp", "v1.31.2", true, false),
+            node("w1", "v1.31.2", true, false),
+            node("w2", "v1.31.2", true, false),
+        ];
+        f[0].0.insert("etcd".into(), "ok".into());
+        let d = decide(
+            v("1.32.1"),
+            REPO,
+            Ok(v("1.31.2")),
+            &nodes,
+            &three(&f),
+            0,
+            &BTreeSet::new(),
+        );
+        assert!(!d.refused(), "{:?}", d.findings);
+        f[0].0.insert("etcd".into(), "Error from server (InternalError): an error on the server (\"internal server error: etcd failed: reason withheld\") has prevented the request from succeeding".into());
+        let d = decide(
+            v("1.32.1"),
+            REPO,
+            Ok(v("1.31.2")),
+            &nodes,
+            &three(&f),
+            0,
+            &BTreeSet::new(),
+        );
+        assert!(d.refused());
+        assert!(
+            d.findings
+                .iter()
+                .any(|x| x.host == "cp" && x.message.starts_with("etcd is not healthy")),
+            "{:?}",
+            d.findings
+        );
     }
 
     #[test]

@@ -601,6 +601,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def health_checks(self, path):
+        """The apiserver's per-check endpoints (k8s.io/apiserver healthz): `/readyz/etcd` -> "ok", or 500
+        `[-]etcd failed: reason withheld`; `/readyz?verbose` lists every check. Knob faults/etcd-unhealthy."""
+        kind, _, one = path.lstrip("/").partition("/")
+        checks = ["ping", "log", "etcd", "etcd-readiness", "informer-sync", "poststarthook/start-apiserver-admission-initializer"]
+        if kind == "livez":
+            checks = [c for c in checks if c not in ("etcd-readiness", "informer-sync")]
+        bad = {"etcd", "etcd-readiness"} if os.path.exists(os.path.join(C.FAULTS, "etcd-unhealthy")) else set()
+        if one:
+            if one not in checks:
+                return self.send_text(404, "404 page not found\n")
+            if one in bad:
+                return self.send_text(500, "internal server error: %s failed: reason withheld\n" % one)
+            return self.send_text(200, "ok")
+        lines = ["[-]%s failed: reason withheld" % c if c in bad else "[+]%s ok" % c for c in checks]
+        lines.append("%s check %s" % (kind, "failed" if bad else "passed"))
+        return self.send_text(500 if bad else 200, "\n".join(lines) + "\n")
+
     def unauthorized(self):
         self.send_json(401, status_obj(401, "Unauthorized", "Unauthorized"))
 
@@ -651,8 +669,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._raw = None
         if who == "invalid":
             return self.unauthorized()
-        if path in ("/healthz", "/readyz", "/livez") and method == "GET":
+        if path in ("/healthz", "/readyz", "/livez") and method == "GET" and "verbose" not in url.query:
             return self.send_text(200, "ok")
+        if method == "GET" and (path in ("/readyz", "/livez") or path.startswith(("/readyz/", "/livez/"))):
+            return self.health_checks(path)
         if path == "/version" and method == "GET":
             return self.send_json(200, self.server.version_info)
         if kapi_wants(who, method, path):  # the real kubectl's API (outside st.lock: watches are long)
