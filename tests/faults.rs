@@ -153,12 +153,11 @@ impl Lab {
         self.ok(&["exec", &k.to_string(), "sh", "-c", cmd])
     }
 
+    /// `kubectl get nodes -o json` as a user runs it: the real kubectl on the console, through the
+    /// kubeconfig kubestrap wrote beside the inventory (the lab's default version, 1.31.2).
     fn kubectl_nodes(&self) -> serde_json::Value {
-        let j = self.sh(
-            1,
-            "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json",
-        );
-        serde_json::from_str(&j).unwrap()
+        let kubeconfig = self.dir.path().join(".kubestrap/lab/kubeconfig");
+        common::kubectl::nodes_json(&kubeconfig, "1.31.2")
     }
 
     /// name -> Ready, for every registered node.
