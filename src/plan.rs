@@ -193,13 +193,9 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
 mod tests {
     use super::*;
 
-    /// cp1 at `cp_address`; cp2 is a second control plane when there is an endpoint.
+    /// cp1 at `cp_address` and a worker.
     fn plan(cluster_extra: &str, cp_address: &str) -> Plan {
-        let role2 = if cluster_extra.is_empty() {
-            "worker"
-        } else {
-            "control-plane"
-        };
+        let role2 = "worker";
         let src = format!(
             "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\n{cluster_extra}hosts:\n  - {{name: cp1, address: '{cp_address}', internalAddress: 10.1.0.1, role: control-plane}}\n  - {{name: n2, address: 10.1.0.2, role: {role2}}}\n"
         );

@@ -508,16 +508,18 @@ pub(crate) fn validate(
             ctx.err(
                 hosts_pos,
                 "hosts",
-                "no host has `role: control-plane`; exactly one is required (several need cluster.controlPlaneEndpoint)",
+                "no host has `role: control-plane`; exactly one is required",
             );
-        } else if control_planes.len() > 1 && c.endpoint.is_none() {
+        } else if control_planes.len() > 1 {
+            // Refused where it is written, until HA control planes are built: `up` would prepare the
+            // second one and fail it at "wait Ready".
             let (first, _) = control_planes[0];
             for &(i, p) in &control_planes[1..] {
                 ctx.err(
                     p,
                     format!("hosts[{i}].role"),
                     format!(
-                        "a second control-plane (hosts[{first}] is one too): several control planes need cluster.controlPlaneEndpoint (a load-balanced address for the API server); otherwise make this host a worker"
+                        "a second control-plane (hosts[{first}] is one too): kubestrap builds one control plane for now (highly available control planes are not supported yet); make this host a worker"
                     ),
                 );
             }

@@ -490,8 +490,7 @@ fn ipv6_spellings_of_one_address_are_one_address() {
 
 #[test]
 fn ipv6_endpoints_are_bracketed() {
-    let two =
-        BASE.to_string() + "  - name: cp2\n    address: 192.168.56.11\n    role: control-plane\n";
+    let two = BASE.to_string() + "  - name: w2\n    address: 192.168.56.11\n    role: worker\n";
     for (written, want) in [
         ("fd00::10", "[fd00::10]:6443"),
         ("[fd00::10]", "[fd00::10]:6443"),

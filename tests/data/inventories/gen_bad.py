@@ -132,8 +132,10 @@ case("subnet-host-bits", [":4:14: cluster.podSubnet: \"10.244.1.0/16\" has host 
 case("flannel-subnet-too-small", [":4:14: cluster.podSubnet: 10.244.0.0/24 is too small for flannel", "room for 1 node(s), the inventory has 2"],
      cl("  podSubnet: 10.244.0.0/24\n"))
 case("no-control-plane", [":5:3: hosts: no host has `role: control-plane`; exactly one is required"], H.replace("role: control-plane", "role: worker"))
-case("two-control-planes-no-endpoint", [":10:11: hosts[1].role: a second control-plane (hosts[0] is one too): several control planes need cluster.controlPlaneEndpoint"],
+case("two-control-planes-no-endpoint", [":10:11: hosts[1].role: a second control-plane (hosts[0] is one too): kubestrap builds one control plane for now"],
      H.replace("role: worker", "role: control-plane"))
+case("two-control-planes-with-endpoint", [":11:11: hosts[1].role: a second control-plane (hosts[0] is one too): kubestrap builds one control plane for now (highly available control planes are not supported yet)"],
+     cl("  controlPlaneEndpoint: 192.168.56.5:6443\n").replace("role: worker", "role: control-plane"))
 case("bad-endpoint", [":4:25: cluster.controlPlaneEndpoint: \"https://lb:6443\" is not a valid endpoint"], cl("  controlPlaneEndpoint: https://lb:6443\n"))
 case("missing-identity-file", [":12:21: hosts[1].ssh.identityFile: private key", "does not exist"], w1("    ssh:\n      identityFile: keys/nope\n"))
 case("missing-preload-image", [":4:19: cluster.preloadImages[0]: image tarball \"images/k8s-v1.31.2.tar\" not found", "relative paths start at the inventory's directory"],
