@@ -250,6 +250,12 @@ fn a_rolling_upgrade_then_a_resumed_one() {
     );
     assert!(!by("w1").3, "w1 is uncordoned: {n:?}");
     assert_eq!(by("w2").1, "v1.31.2", "{n:?}");
+    // Its batch was cordoned before any member was touched: the failed node stays cordoned, and
+    // the state folder records that cordon as kubestrap's (the next run lifts it).
+    assert!(by("w2").3, "w2 stays cordoned: {n:?}");
+    let ours =
+        std::fs::read_to_string(lab.dir.path().join(".kubestrap/lab/upgrade-cordoned")).unwrap();
+    assert_eq!(ours.trim(), "w2", "{ours}");
     assert_eq!(by("w3").1, "v1.31.2", "w3's batch did not start: {n:?}");
     assert_eq!(
         count(&lab, 4, |c| c.starts_with("kubeadm upgrade")),
