@@ -363,7 +363,10 @@ fn events_in_order(lab: &Lab, names: &[&str]) -> Vec<String> {
             [_, _, "uncordon", n, ..] => {
                 cordoned.insert(n.to_string(), false);
             }
-            [_, _, "kubelet-restart", n, ver, ..] if *ver == "v1.32.1" => {
+            // The kubelet came up at the new version. The lab logs it as `kubelet-restart`, or as
+            // `kubelet-start` when the agent's first heartbeat after the restart is also its first
+            // to a restarted API server (the control plane, right after `upgrade apply`).
+            [_, _, "kubelet-restart" | "kubelet-start", n, ver, ..] if *ver == "v1.32.1" => {
                 restarted.insert(n.to_string());
                 if !cordoned.get(*n).copied().unwrap_or(false) {
                     bad.push(format!(
@@ -377,7 +380,7 @@ fn events_in_order(lab: &Lab, names: &[&str]) -> Vec<String> {
     for n in names {
         if !restarted.contains(*n) {
             bad.push(format!(
-                "no kubelet-restart of {n} at v1.32.1 in the event log"
+                "no kubelet start or restart of {n} at v1.32.1 in the event log"
             ));
         }
         if cordoned.get(*n).copied().unwrap_or(false) {
