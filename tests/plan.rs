@@ -6,26 +6,13 @@
 
 use std::collections::BTreeSet;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 use common::hosts::{calls, digest, settled_digest};
+use common::kubestrap_timed as kubestrap;
 use common::lab::Lab;
 use common::text;
-
-fn kubestrap(args: &[&str]) -> (Output, f64) {
-    let t = std::time::Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
-        .args(args)
-        .output()
-        .expect("run kubestrap");
-    let secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "kubestrap {args:?}: exit {:?} in {secs:.1}s",
-        o.status.code()
-    );
-    (o, secs)
-}
 
 fn event(o: &Output, name: &str) -> serde_json::Value {
     String::from_utf8_lossy(&o.stdout)

@@ -6,26 +6,13 @@
 //! `upgrade` and `up` are no-ops. Root and the lab are needed: `#[ignore]`d, run by scripts/test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 use common::hosts::{calls, changed_lines, listing, settled_listing};
+use common::kubestrap_timed as kubestrap;
 use common::lab::Lab;
 use common::text;
-
-fn kubestrap(args: &[&str]) -> (Output, f64) {
-    let t = std::time::Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_kubestrap"))
-        .args(args)
-        .output()
-        .expect("run kubestrap");
-    let secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "kubestrap {args:?}: exit {:?} in {secs:.1}s",
-        o.status.code()
-    );
-    (o, secs)
-}
 
 fn out(o: &Output) -> String {
     format!(

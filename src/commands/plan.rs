@@ -86,7 +86,7 @@ async fn upgrade_steps(run: &mut Run) -> Vec<Step> {
     let mut out = vec![Step {
         host: run.hosts[cp].node.name.clone(),
         what: format!(
-            "upgrade cluster {} from {from} to {to}: control planes one at a time, then workers {} at a time",
+            "upgrade cluster {} from v{from} to v{to}: control planes one at a time, then workers {} at a time",
             run.plan.cluster_name,
             settings.batch.size(workers)
         ),
@@ -102,7 +102,7 @@ async fn upgrade_steps(run: &mut Run) -> Vec<Step> {
     });
     for i in todo {
         let kubeadm = if i == cp {
-            format!("kubeadm upgrade apply {to}")
+            format!("kubeadm upgrade apply v{to}")
         } else {
             "kubeadm upgrade node".to_string()
         };

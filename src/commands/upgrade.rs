@@ -47,8 +47,8 @@ pub async fn upgrade(a: UpgradeArgs) -> i32 {
         ),
         _ if run.any_failed() => "The upgrade did not finish: the failed nodes are named below (a node that failed after its drain stays cordoned).".to_string(),
         _ => match (from, t) {
-            (Some(f), Some(t)) if f != t => format!("Upgraded cluster {} from {f} to {t}.", run.plan.cluster_name),
-            (_, Some(t)) => format!("Cluster {} runs {t} on every node.", run.plan.cluster_name),
+            (Some(f), Some(t)) if f != t => format!("Upgraded cluster {} from v{f} to v{t}.", run.plan.cluster_name),
+            (_, Some(t)) => format!("Cluster {} runs v{t} on every node.", run.plan.cluster_name),
             _ => String::new(),
         },
     };

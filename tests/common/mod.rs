@@ -41,3 +41,18 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Run the kubestrap binary under test; its output and wall time (logged to stderr).
+pub fn kubestrap_timed(args: &[&str]) -> (Output, f64) {
+    let t = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kubestrap"))
+        .args(args)
+        .output()
+        .expect("run kubestrap");
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "kubestrap {args:?}: exit {:?} in {secs:.1}s",
+        o.status.code()
+    );
+    (o, secs)
+}

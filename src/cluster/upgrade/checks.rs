@@ -92,22 +92,22 @@ pub fn decide(
         let Some(n) = nodes.iter().find(|n| n.name == h.name) else {
             out.push(finding(h.name, true, "node", format!(
                 "{} is not a node of the cluster: join it first with `kubestrap up` at the cluster's version (kubernetesVersion \"{}\"), or take it out of the inventory",
-                h.name, &running.to_string()[1..]
+                h.name, running
             )));
             continue;
         };
-        let kubelet = Version::parse(&n.kubelet_version);
-        let pkg = |p: &str| Version::parse(h.facts.get(&format!("pkg_{p}")));
+        let kubelet = version::release(&n.kubelet_version);
+        let pkg = |p: &str| version::release(h.facts.get(&format!("pkg_{p}")));
         if let Some(k) = kubelet.filter(|k| *k > target) {
             out.push(finding(h.name, true, "version", format!(
-                "the kubelet on {} is {k}, newer than the target {target}: kubestrap does not downgrade nodes",
+                "the kubelet on {} is v{k}, newer than the target v{target}: kubestrap does not downgrade nodes",
                 h.name
             )));
             continue;
         }
         if let Some(k) = kubelet.filter(|k| k.major == target.major && k.minor + 1 < target.minor) {
             out.push(finding(h.name, true, "version", format!(
-                "the kubelet on {} is {k}, more than one minor older than {target} (kubeadm: \"There are kubelets in this cluster that are too old\"): upgrade the cluster one minor at a time",
+                "the kubelet on {} is v{k}, more than one minor older than v{target} (kubeadm: \"There are kubelets in this cluster that are too old\"): upgrade the cluster one minor at a time",
                 h.name
             )));
         }
@@ -168,7 +168,7 @@ pub fn decide(
 /// The target's packages must be in the repository the host will use.
 fn package_findings(out: &mut Vec<Finding>, h: &HostView, target: Version, repo: &str) {
     let f = h.facts;
-    let want = &target.to_string()[1..];
+    let want = target.to_string();
     if f.get("repo_ok") != "yes" {
         out.push(finding(h.name, true, "packages", format!(
             "cannot read the package repository {repo} from this host ({}): check packageRepository and the host's network or proxy",
@@ -191,7 +191,7 @@ fn package_findings(out: &mut Vec<Finding>, h: &HostView, target: Version, repo:
     );
     if let Some(r) = version::repository_for(repo, target) {
         msg.push_str(&format!(
-            "; the repository is one per minor: set `packageRepository: {r}` for {target}"
+            "; the repository is one per minor: set `packageRepository: {r}` for v{target}"
         ));
     } else {
         msg.push_str("; check kubernetesVersion and packageRepository");
@@ -210,10 +210,10 @@ pub fn target_images(repo: &str, target: Version, role: Role) -> Vec<String> {
             "kube-controller-manager",
             "kube-scheduler",
         ] {
-            v.push(format!("{r}/{c}:{target}"));
+            v.push(format!("{r}/{c}:v{target}"));
         }
     }
-    v.push(format!("{r}/kube-proxy:{target}"));
+    v.push(format!("{r}/kube-proxy:v{target}"));
     v
 }
 
@@ -222,7 +222,7 @@ mod tests {
     use super::*;
 
     fn v(s: &str) -> Version {
-        Version::parse(s).unwrap()
+        version::release(s).unwrap()
     }
     fn node(name: &str, kubelet: &str, ready: bool, unschedulable: bool) -> NodeStatus {
         NodeStatus {

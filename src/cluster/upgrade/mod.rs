@@ -22,7 +22,7 @@ use super::preflight::{self, Facts};
 use super::{run_script, Run, StepError};
 use crate::plan::{Node, Plan, Role};
 use crate::ssh::{shell_quote, Session};
-use version::{Path, Version};
+use version::{release, Path, Version};
 
 /// `--batch`: how many workers at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +193,7 @@ fn server_version(stdout: &str) -> Result<Version, String> {
     let git = v["serverVersion"]["gitVersion"].as_str().ok_or_else(|| {
         "kubectl version shows no server: the API server does not answer".to_string()
     })?;
-    Version::parse(git).ok_or_else(|| format!("unreadable server version {git:?}"))
+    release(git).ok_or_else(|| format!("unreadable server version {git:?}"))
 }
 
 /// Checks: packages and cluster state on every host, then the decision (stops on problems).
@@ -281,7 +281,7 @@ impl Phase for Survey {
                     }
                 }
                 return Flow::Stop(format!(
-                    "Cluster {} already runs {t} on every node: nothing to do.",
+                    "Cluster {} already runs v{t} on every node: nothing to do.",
                     p.cluster_name
                 ));
             }
@@ -297,12 +297,12 @@ impl Phase for Survey {
                 .count();
             let what = match d.path {
                 Some(Path::Same) => format!(
-                    "finish upgrading cluster {} to {t} on {}",
+                    "finish upgrading cluster {} to v{t} on {}",
                     p.cluster_name,
                     names.join(", ")
                 ),
                 _ => format!(
-                    "upgrade cluster {} from {running} to {t}: {}",
+                    "upgrade cluster {} from v{running} to v{t}: {}",
                     p.cluster_name,
                     names.join(", ")
                 ),
@@ -414,7 +414,7 @@ impl Phase for Images {
                     (false, format!("{list} not on this host yet: kubeadm and the kubelet pull them from {} during the upgrade", p.image_repository))
                 } else {
                     (true, format!(
-                        "{list} not in the container runtime after importing preloadImages: add a bundle with the {t} images to cluster.preloadImages (air-gapped), or remove preloadImages to let the nodes pull them"
+                        "{list} not in the container runtime after importing preloadImages: add a bundle with the v{t} images to cluster.preloadImages (air-gapped), or remove preloadImages to let the nodes pull them"
                     ))
                 };
                 findings.push(preflight::Finding {
@@ -700,7 +700,7 @@ async fn wait_upgraded(ctx: &Ctx, name: &str, t: Version) -> Result<(), StepErro
     loop {
         if let Some(nodes) = cluster_nodes(&ctx.plan, &ctx.cp_sess).await {
             if let Some(n) = nodes.iter().find(|n| n.name == name) {
-                if Version::parse(&n.kubelet_version) == Some(t) && n.ready {
+                if release(&n.kubelet_version) == Some(t) && n.ready {
                     return Ok(());
                 }
                 seen = format!(
@@ -713,7 +713,7 @@ async fn wait_upgraded(ctx: &Ctx, name: &str, t: Version) -> Result<(), StepErro
         if start.elapsed() >= limit || super::interrupted() {
             return Err(StepError::new(
                 "wait Ready",
-                format!("the node did not report kubelet {t} and Ready within {}s (last seen: {seen})", limit.as_secs()),
+                format!("the node did not report kubelet v{t} and Ready within {}s (last seen: {seen})", limit.as_secs()),
             )
             .kind(super::ErrorKind::Timeout)
             .hint(format!(
@@ -744,7 +744,7 @@ mod tests {
     #[test]
     fn the_server_version_comes_from_kubectl_version() {
         let out = "FACT pkg_kubeadm=1.31.2-1.1\nBEGIN version\n{\"clientVersion\":{\"gitVersion\":\"v1.31.2\"},\"serverVersion\":{\"gitVersion\":\"v1.31.2\"}}\nEND version\n";
-        assert_eq!(server_version(out), Ok(Version::parse("1.31.2").unwrap()));
+        assert_eq!(server_version(out), Ok(release("1.31.2").unwrap()));
         let down = "BEGIN version\n{\"clientVersion\":{\"gitVersion\":\"v1.31.2\"}}\nEND version\n";
         assert!(server_version(down)
             .unwrap_err()

@@ -2,45 +2,13 @@
 //! policy (cmd/kubeadm/app/phases/upgrade/policy.go): one minor at a time, no downgrade.
 
 use std::cmp::Ordering;
-use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
+pub use crate::inventory::Version;
 
-impl Version {
-    /// `v1.31.2`, `1.31.2`, a package version `1.31.2-1.1`, or a build `v1.31.2+k3s1`: the
-    /// release part only. None for anything else (empty, `v1.31`, pre-releases are read as their
-    /// release: `v1.32.0-rc.1` is 1.32.0).
-    pub fn parse(s: &str) -> Option<Version> {
-        let s = s.trim().trim_start_matches('v');
-        let core = s.split(['-', '+']).next()?;
-        let mut it = core.split('.');
-        let n = |p: Option<&str>| {
-            p.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))?
-                .parse()
-                .ok()
-        };
-        let v = Version {
-            major: n(it.next())?,
-            minor: n(it.next())?,
-            patch: n(it.next())?,
-        };
-        it.next().is_none().then_some(v)
-    }
-
-    pub fn same_minor(self, o: Version) -> bool {
-        self.major == o.major && self.minor == o.minor
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
-    }
+/// The release in a version string from the API (`v1.31.2`, `v1.31.2+k3s1`, `v1.32.0-rc.1`) or a
+/// package (`1.31.2-1.1`): the inventory's `Version` of its `major.minor.patch` part.
+pub fn release(s: &str) -> Option<Version> {
+    Version::parse(s.trim().split(['-', '+']).next()?)
 }
 
 /// What upgrading the cluster from `running` to `target` means.
@@ -61,12 +29,11 @@ pub fn path(running: Version, target: Version) -> Path {
     match target.cmp(&running) {
         Ordering::Equal => Path::Same,
         Ordering::Less => Path::Refused(format!(
-            "the cluster runs {running} and the inventory says {target}: kubeadm cannot downgrade a cluster; \
-             set kubernetesVersion back to \"{}\"",
-            &running.to_string()[1..]
+            "the cluster runs v{running} and the inventory says v{target}: kubeadm cannot downgrade a cluster; \
+             set kubernetesVersion back to \"{running}\""
         )),
         Ordering::Greater if target.major != running.major => Path::Refused(format!(
-            "the cluster runs {running} and the inventory says {target}: a major version change is not supported"
+            "the cluster runs v{running} and the inventory says v{target}: a major version change is not supported"
         )),
         Ordering::Greater if target.minor == running.minor => Path::Patch,
         Ordering::Greater if target.minor == running.minor + 1 => Path::Minor,
@@ -75,9 +42,9 @@ pub fn path(running: Version, target: Version) -> Path {
                 .map(|m| format!("v{}.{m}.x", running.major))
                 .collect();
             Path::Refused(format!(
-                "the cluster runs {running} and the inventory says {target}: kubeadm upgrades one minor version at a time \
+                "the cluster runs v{running} and the inventory says v{target}: kubeadm upgrades one minor version at a time \
                  (\"Skipping MINOR versions when upgrading is unsupported\"); upgrade through {} first: set kubernetesVersion \
-                 to the newest {} patch and its packageRepository, run `kubestrap upgrade`, then go on to {target}",
+                 to the newest {} patch and its packageRepository, run `kubestrap upgrade`, then go on to v{target}",
                 hops.join(", then "),
                 hops[0].trim_end_matches(".x")
             ))
@@ -110,7 +77,7 @@ mod tests {
     use super::*;
 
     fn v(s: &str) -> Version {
-        Version::parse(s).unwrap_or_else(|| panic!("{s}"))
+        release(s).unwrap_or_else(|| panic!("{s}"))
     }
 
     #[test]
@@ -126,10 +93,10 @@ mod tests {
         assert_eq!(v("1.32.1-1.1"), v("v1.32.1"));
         assert_eq!(v("v1.32.0-rc.1"), v("1.32.0"));
         for bad in ["", "v1.31", "1.31.2.3", "x1.2.3", "1..2", "v1.31.-1"] {
-            assert_eq!(Version::parse(bad), None, "{bad:?}");
+            assert_eq!(release(bad), None, "{bad:?}");
         }
         assert!(v("1.31.10") > v("1.31.9"));
-        assert_eq!(v("1.31.2").to_string(), "v1.31.2");
+        assert_eq!(v("1.31.2").with_v(), "v1.31.2");
     }
 
     #[test]
