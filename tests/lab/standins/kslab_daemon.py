@@ -1367,7 +1367,9 @@ def run_kubelet():
     kind = conf.get("runtime", "containerd")
     started = {"kubeletVersion": C.read_version("kubelet"), "kubeletStartedAt": time.time()}
     images, images_at = None, 0.0
+    backoff = None  # like the kubelet's registration: a failed beat is retried soon (0.2 s doubling to 7 s)
     while True:
+        ok = False
         try:
             if images is None or time.time() - images_at > (30 if C.tier() == "vm" else 10):
                 images, images_at = sorted(C.runtime_images(kind)), time.time()
@@ -1380,6 +1382,7 @@ def run_kubelet():
             if code >= 300:
                 log("heartbeat: HTTP %s %s" % (code, resp))
             else:
+                ok = True
                 for fname, content in ((resp.get("kslab") or {}).get("cni") or {}).items():
                     path = C.P("/etc/cni/net.d/" + fname)
                     if not os.path.exists(path):
@@ -1387,7 +1390,8 @@ def run_kubelet():
                         log("CNI pod wrote %s" % path)
         except Exception as e:  # keep beating
             log("heartbeat failed: %s" % e)
-        time.sleep(HEARTBEAT_EVERY)
+        backoff = None if ok else min(7.0, (backoff or 0.1) * 2)
+        time.sleep(HEARTBEAT_EVERY if ok else backoff)
 
 
 def main():

@@ -1122,6 +1122,10 @@ class TestUpgrade(Base):
         ev = [l.split() for l in slurp(cp.path("/var/log/kubestrap-lab/cluster-events.log")).splitlines()]
         self.assertEqual([int(e[0]) for e in ev], list(range(1, len(ev) + 1)))
         seq = [" ".join(e[2:]) for e in ev if e[2] != "kubelet-start"]
+        # both kubelets reached the API before the upgrade (a beat that fails is retried within seconds)
+        first = [" ".join(e[2:]) for e in ev].index("upgrade-apply cp1 v1.32.1")
+        self.assertEqual(sorted(" ".join(e[2:]) for e in ev[:first] if e[2].startswith("kubelet-")),
+                         ["kubelet-start cp1 v1.31.2", "kubelet-start w1 v1.31.2"])
         self.assertEqual(seq[-8:], ["upgrade-apply cp1 v1.32.1", "cordon cp1", "kubelet-restart cp1 v1.32.1",
                                     "uncordon cp1", "upgrade-node w1 v1.32.1", "cordon w1",
                                     "kubelet-restart w1 v1.32.1", "uncordon w1"])
@@ -1172,6 +1176,30 @@ class TestUpgrade(Base):
         cp.kubectl("uncordon", "w1")
         rc, out, err = cp.kubectl("drain", "w1", "--timeout=abc")
         self.assertIn('invalid argument "abc" for "--timeout" flag', err)
+
+    def test_4_kubelet_retries_a_failed_beat_soon(self):
+        # a kubelet that starts while the API server is down reaches it within seconds once it is back (the real
+        # kubelet retries registration and status updates with a short backoff, not the 10 s status period)
+        cp, w1 = self.cp, self.w1
+        events = cp.path("/var/log/kubestrap-lab/cluster-events.log")
+        apid = C.read_pid_at(cp.path("/var/lib/kubestrap-lab/pids/apiserver.pid"))
+        os.kill(apid, 15)
+        for _ in range(100):
+            if not C.pid_alive(apid):
+                break
+            time.sleep(0.05)
+        before = len(slurp(events).splitlines())
+        w1.must("systemctl", "restart", "kubelet")
+        time.sleep(1.5)  # its first beats are refused
+        self.assertIn("heartbeat failed", slurp(w1.path("/var/log/kubestrap-lab/kubelet.log")))
+        cp.must(sys.executable, "-c", "import sys; sys.path.insert(0, %r); import kslab_common as C; "
+                                      "C.spawn_daemon('apiserver', [])" % HERE)
+        end = time.time() + 6
+        new = []
+        while time.time() < end and not new:
+            new = [l.split()[2:] for l in slurp(events).splitlines()[before:]]
+            time.sleep(0.2)
+        self.assertEqual(new, [["kubelet-restart", "w1", "v1.32.1"]])
 
 
 class TestRuntimeStandins(Base):
