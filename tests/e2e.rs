@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 mod common;
 use common::lab::{run_lab, Lab};
-use common::{lab_script, net, root, text};
+use common::{changes, event, lab_script, net, root, text};
+use std::collections::BTreeSet;
 
 fn kubestrap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubestrap"))
@@ -540,36 +541,32 @@ fn vm_tier_one_plus_two_real_systemd_swap_containerd() {
     let inv_s = inv.to_str().unwrap();
     let plan = kubestrap(&["plan", "-i", inv_s, "--output", "json"]);
     assert_eq!(plan.status.code(), Some(3), "plan:\n{}", text(&plan));
-    let per_host = |o: &Output, event: &str| -> Vec<(String, Vec<String>)> {
-        let ev = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["event"] == event)
-            .unwrap_or_else(|| panic!("no {event} event:\n{}", text(o)));
-        ev["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                let c = h["changes"].as_array().unwrap().iter();
-                let c = c.map(|c| c.as_str().unwrap().to_string()).collect();
-                (h["host"].as_str().unwrap().to_string(), c)
-            })
-            .collect()
-    };
     let swap_on_w1 = vec![
-        ("cp1".to_string(), vec![]),
-        ("w1".to_string(), vec!["swap turned off".to_string()]),
-        ("w2".to_string(), vec![]),
+        ("cp1".to_string(), BTreeSet::new()),
+        (
+            "w1".to_string(),
+            BTreeSet::from(["swap turned off".to_string()]),
+        ),
+        ("w2".to_string(), BTreeSet::new()),
     ];
-    assert_eq!(per_host(&plan, "plan"), swap_on_w1, "{}", text(&plan));
+    assert_eq!(
+        changes(&event(&plan, "plan")),
+        swap_on_w1,
+        "{}",
+        text(&plan)
+    );
     assert!(
         vms.sh(2, "awk 'NR>1' /proc/swaps").contains("/swapfile"),
         "plan turned swap off"
     );
     let fix = up(&inv, &["--output", "json"]);
     assert_eq!(fix.status.code(), Some(0), "up:\n{}", text(&fix));
-    assert_eq!(per_host(&fix, "summary"), swap_on_w1, "{}", text(&fix));
+    assert_eq!(
+        changes(&event(&fix, "summary")),
+        swap_on_w1,
+        "{}",
+        text(&fix)
+    );
     assert_eq!(vms.sh(2, "awk 'NR>1' /proc/swaps").trim(), "");
     let again = kubestrap(&["plan", "-i", inv_s]);
     assert_eq!(again.status.code(), Some(0), "plan:\n{}", text(&again));

@@ -6,39 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use std::process::Output;
-
 mod common;
 use common::hosts::{calls, digest, settled_digest};
 use common::kubestrap_timed as kubestrap;
 use common::lab::Lab;
-use common::text;
-
-fn event(o: &Output, name: &str) -> serde_json::Value {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == name)
-        .unwrap_or_else(|| panic!("no {name} event:\n{}", text(o)))
-}
-
-/// host -> its change list, from a plan or summary event.
-fn changes(ev: &serde_json::Value) -> Vec<(String, BTreeSet<String>)> {
-    ev["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let c = h["changes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_string())
-                .collect();
-            (h["host"].as_str().unwrap().to_string(), c)
-        })
-        .collect()
-}
+use common::{changes, event, text};
 
 /// The changes `up` reports that are cluster steps (plan lists those separately).
 fn is_cluster_change(c: &str) -> bool {

@@ -5,6 +5,7 @@ pub mod hosts;
 pub mod kubectl;
 pub mod lab;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -55,4 +56,31 @@ pub fn kubestrap_timed(args: &[&str]) -> (Output, f64) {
         o.status.code()
     );
     (o, secs)
+}
+
+/// The first JSON-lines event called NAME in kubestrap's `--output json` output.
+pub fn event(o: &Output, name: &str) -> serde_json::Value {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} event:\n{}", text(o)))
+}
+
+/// host -> its change list, from a plan or summary event.
+pub fn changes(ev: &serde_json::Value) -> Vec<(String, BTreeSet<String>)> {
+    ev["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let c = h["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
+            (h["host"].as_str().unwrap().to_string(), c)
+        })
+        .collect()
 }
