@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::cli::{Cli, Command, Common};
+use crate::cluster::phase::Step;
 use crate::cluster::{self, HostRun, Outcome, Run};
 use crate::commands;
 use crate::plan::Plan;
@@ -112,7 +113,7 @@ pub(crate) fn load(
             outcome: Outcome::Pending,
             changes: vec![],
             facts: Default::default(),
-            last_step: String::new(),
+            last_step: None,
         })
         .collect();
     plan.nodes = all_nodes;
@@ -177,7 +178,7 @@ pub(crate) async fn finish_as(
             .map(|h| {
                 let (status, step, detail, hint) = outcome_parts(h);
                 let st = crate::stats::host(&h.node.name);
-                json!({"host": h.node.name, "role": h.node.role.as_str(), "status": status, "step": step,
+                json!({"host": h.node.name, "role": h.node.role.as_str(), "status": status, "step": step.map(Step::as_str),
                        "detail": detail, "hint": hint, "changes": h.changes,
                        "handshakes": st.handshakes, "round_trips": st.round_trips, "bytes_sent": st.bytes_sent})
             })
@@ -250,15 +251,10 @@ pub(crate) async fn finish_as(
     }
 }
 
-pub(crate) fn outcome_parts(h: &HostRun) -> (&'static str, Option<String>, String, Option<String>) {
+pub(crate) fn outcome_parts(h: &HostRun) -> (&'static str, Option<Step>, String, Option<String>) {
     match &h.outcome {
         Outcome::Pending | Outcome::Ok => ("ok", None, String::new(), None),
-        Outcome::Failed(e) => (
-            "failed",
-            Some(e.step.clone()),
-            e.message.clone(),
-            e.hint.clone(),
-        ),
+        Outcome::Failed(e) => ("failed", Some(e.step), e.message.clone(), e.hint.clone()),
         Outcome::Skipped(why) => ("skipped", None, why.clone(), None),
     }
 }

@@ -118,7 +118,8 @@ impl Progress {
     }
 
     /// A host started a step.
-    pub fn step(&self, host: &str, step: &str) {
+    pub fn step(&self, host: &str, step: crate::cluster::phase::Step) {
+        let step = step.as_str();
         crate::stats::set_step(host, step);
         match self.format {
             OutputFormat::Json => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
+use super::phase::Step;
 use super::{Outcome, Run, StepError};
 use crate::ssh::{self, HostLog, Session, SshError};
 
@@ -18,7 +19,7 @@ pub async fn run(run: &mut Run) {
         .map(|(i, h)| (i, h.node.target.clone()))
         .collect();
     for (i, _) in &jobs {
-        run.progress.step(&run.hosts[*i].node.name, "connect");
+        run.progress.step(&run.hosts[*i].node.name, Step::Connect);
     }
     let log_dir = run.log_dir.clone();
     let redactor = run.redactor.clone();
@@ -59,7 +60,7 @@ pub async fn run(run: &mut Run) {
                     ),
                     _ => None,
                 };
-                let mut err = StepError::new("connect", e.to_string());
+                let mut err = StepError::new(Step::Connect, e.to_string());
                 err.hint = hint;
                 run.fail(i, err);
             }
@@ -141,13 +142,13 @@ pub async fn apply_locks(
                 run.fail(
                     i,
                     StepError::new(
-                        "lock",
+                        Step::Lock,
                         format!("another kubestrap run holds this cluster's lock on the host: {who}"),
                     )
                     .hint("wait for that run to finish and run again; the lock goes when its SSH session ends (/run/kubestrap on the host)"),
                 );
             }
-            Err(e) => run.fail(i, StepError::from_ssh("lock", e)),
+            Err(e) => run.fail(i, StepError::from_ssh(Step::Lock, e)),
         }
     }
     if busy.is_empty() {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::phase;
 use super::prepare::{render_dry, CpState};
 use super::{script_error, Run, StepError};
 use crate::plan::Role;
@@ -63,25 +64,26 @@ pub async fn prepare(run: &mut Run) -> Vec<HostPlan> {
     {
         let plans = plans.clone();
         run.each(
-            crate::cluster::phase::Step::Plan,
+            phase::Step::Plan,
             |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
                 let (scripts, plans) = (scripts.clone(), plans.clone());
                 async move {
-                    let script = scripts[i].clone().map_err(|e| StepError::new("plan", e))?;
+                    let script = scripts[i]
+                        .clone()
+                        .map_err(|e| StepError::new(phase::Step::Plan, e))?;
                     let out = sess
-                        .script("plan", &script, timeout)
+                        .script(phase::Step::Plan.as_str(), &script, timeout)
                         .await
-                        .map_err(|e| StepError::from_ssh("plan", e))?;
+                        .map_err(|e| StepError::from_ssh(phase::Step::Plan, e))?;
                     if !out.ok() {
                         let section = out
                             .stdout
                             .lines()
                             .filter_map(|l| l.strip_prefix("STEP "))
-                            .last()
-                            .unwrap_or("plan")
-                            .to_string();
-                        return Err(script_error(&section, &out));
+                            .next_back();
+                        let step = phase::Step::of_section(section, phase::Step::Plan);
+                        return Err(script_error(step, &out));
                     }
                     let cp = (node.role == Role::ControlPlane).then(|| CpState::parse(&out.stdout));
                     plans

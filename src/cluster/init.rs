@@ -4,6 +4,7 @@
 
 use minijinja::context;
 
+use super::phase::Step;
 use super::{run_script, Run, StepError};
 use crate::pki::{self, BootstrapToken};
 use crate::plan::Plan;
@@ -145,15 +146,15 @@ pub fn is_loopback(addr: &str) -> bool {
 async fn fetch_pin(p: &Plan, sess: &Session) -> Result<String, StepError> {
     let out = sess
         .script(
-            "capture",
+            Step::Capture.as_str(),
             "cat /etc/kubernetes/pki/ca.crt",
             p.timeouts.command,
         )
         .await
-        .map_err(|e| StepError::from_ssh("capture", e))?;
+        .map_err(|e| StepError::from_ssh(Step::Capture, e))?;
     if !out.ok() {
         return Err(StepError::new(
-            "capture",
+            Step::Capture,
             format!(
                 "cannot read /etc/kubernetes/pki/ca.crt: {}",
                 out.last_line()
@@ -162,7 +163,7 @@ async fn fetch_pin(p: &Plan, sess: &Session) -> Result<String, StepError> {
     }
     pki::ca_pin_from_pem(&out.stdout).map_err(|e| {
         StepError::new(
-            "capture",
+            Step::Capture,
             format!("/etc/kubernetes/pki/ca.crt is not a valid certificate: {e}"),
         )
     })
@@ -181,8 +182,8 @@ pub async fn run(
     let sess = run.hosts[cp].session.clone().unwrap();
     let p = run.plan.clone();
     let name = run.hosts[cp].node.name.clone();
-    run.progress.step(&name, "init");
-    run.hosts[cp].last_step = "init".into();
+    run.progress.step(&name, Step::Init);
+    run.hosts[cp].last_step = Some(Step::Init);
 
     // The prepare script already queried the cluster; ask again only without its answer.
     let known = run.cp_state.clone();
@@ -211,11 +212,11 @@ pub async fn run(
             let script = match token_script(&p, &token) {
                 Ok(s) => s,
                 Err(e) => {
-                    run.fail(cp, StepError::new("token", e.to_string()));
+                    run.fail(cp, StepError::new(Step::Token, e.to_string()));
                     return None;
                 }
             };
-            match run_script(&sess, "token", &script, p.timeouts.command).await {
+            match run_script(&sess, Step::Token, &script, p.timeouts.command).await {
                 Ok(_) => run.hosts[cp]
                     .changes
                     .push("created a bootstrap token (2h)".into()),
@@ -244,26 +245,26 @@ pub async fn run(
         } else {
             None
         };
-        let config = render_init(&p, &token).map_err(|e| StepError::new("init", e.to_string()))?;
+        let config = render_init(&p, &token).map_err(|e| StepError::new(Step::Init, e.to_string()))?;
         sess.put_file(INIT_CONFIG, config.as_bytes(), 0o600, p.timeouts.command)
             .await
-            .map_err(|e| StepError::from_ssh("init", e))?;
+            .map_err(|e| StepError::from_ssh(Step::Init, e))?;
         let out = sess
             .script(
-                "init",
+                Step::Init.as_str(),
                 &with_deadline(&format!("kubeadm init --config {INIT_CONFIG}"), p.timeouts.init),
                 ssh_limit(p.timeouts.init),
             )
             .await
-            .map_err(|e| StepError::from_ssh("init", e))?;
+            .map_err(|e| StepError::from_ssh(Step::Init, e))?;
         if !out.ok() {
-            return Err(kubeadm_error_within("init", &out, Some(p.timeouts.init)));
+            return Err(kubeadm_error_within(Step::Init, &out, Some(p.timeouts.init)));
         }
         let pin = fetch_pin(&p, &sess).await?;
         if let Some(want) = expected_pin {
             if want != pin {
                 return Err(StepError::new(
-                    "capture",
+                    Step::Capture,
                     format!("the cluster CA on the control plane has pin {pin}, not the console's CA {want}"),
                 ));
             }
@@ -301,26 +302,25 @@ pub fn verify_init_output(
 ) -> Result<(), StepError> {
     let cmds = pki::parse_join_command(stdout).map_err(|e| {
         StepError::new(
-            "capture",
+            Step::Capture,
             format!("kubeadm init succeeded but its join command could not be read: {e}"),
         )
     })?;
-    let worker = cmds
-        .iter()
-        .find(|c| !c.control_plane)
-        .ok_or_else(|| StepError::new("capture", "kubeadm init printed no worker join command"))?;
+    let worker = cmds.iter().find(|c| !c.control_plane).ok_or_else(|| {
+        StepError::new(Step::Capture, "kubeadm init printed no worker join command")
+    })?;
     match &worker.token {
         Some(t) if t.expose() == token.expose() => {}
         _ => {
             return Err(StepError::new(
-                "capture",
+                Step::Capture,
                 "the token in kubeadm's join command is not the one kubestrap generated",
             ))
         }
     }
     if !worker.ca_cert_hashes.iter().any(|h| h == pin) {
         return Err(StepError::new(
-            "capture",
+            Step::Capture,
             format!(
                 "kubeadm printed CA hash {} but /etc/kubernetes/pki/ca.crt has pin {pin}; refusing to join workers to an unverified CA",
                 worker.ca_cert_hashes.join(",")
@@ -344,14 +344,14 @@ pub fn ssh_limit(limit: std::time::Duration) -> std::time::Duration {
 }
 
 /// kubeadm's `[ERROR X]: ...` preflight lines, else the last lines of its output.
-pub fn kubeadm_error(step: &str, out: &crate::ssh::Output) -> StepError {
+pub fn kubeadm_error(step: Step, out: &crate::ssh::Output) -> StepError {
     kubeadm_error_within(step, out, None)
 }
 
 /// `kubeadm_error` for a command run `with_deadline(limit)`: exit 124/137 is a timeout that names
 /// the last line kubeadm printed.
 pub fn kubeadm_error_within(
-    step: &str,
+    step: Step,
     out: &crate::ssh::Output,
     limit: Option<std::time::Duration>,
 ) -> StepError {
@@ -368,7 +368,7 @@ pub fn kubeadm_error_within(
         .hint(format!(
             "kubeadm {step} hung: look at the host's log and `journalctl -u kubelet` on it, fix the cause \
              (or raise `timeouts.kubeadm{}`), then run `kubestrap up` again",
-            if step == "init" { "Init" } else { "Join" }
+            if step == Step::Init { "Init" } else { "Join" }
         ))
         .kind(super::ErrorKind::Timeout);
     }
@@ -412,7 +412,7 @@ pub async fn upload_console_ca(
         p.timeouts.command,
     )
     .await
-    .map_err(|e| StepError::from_ssh("init", e))?;
+    .map_err(|e| StepError::from_ssh(Step::Init, e))?;
     sess.put_file(
         "/etc/kubernetes/pki/ca.key",
         key.as_bytes(),
@@ -420,9 +420,9 @@ pub async fn upload_console_ca(
         p.timeouts.command,
     )
     .await
-    .map_err(|e| StepError::from_ssh("init", e))?;
+    .map_err(|e| StepError::from_ssh(Step::Init, e))?;
     pki::ca_pin_from_pem(&cert)
-        .map_err(|e| StepError::new("init", format!("the console CA is invalid: {e}")))
+        .map_err(|e| StepError::new(Step::Init, format!("the console CA is invalid: {e}")))
 }
 
 /// The console's CA for this cluster: `pki/ca.crt` and `pki/ca.key` in the state folder.
@@ -439,9 +439,10 @@ pub fn console_ca(
         return Ok((c, k));
     }
     let ca = pki::generate_ca(cluster)
-        .map_err(|e| StepError::new("init", format!("cannot make the cluster CA: {e}")))?;
-    let io =
-        |e: std::io::Error| StepError::new("init", format!("cannot write {}: {e}", dir.display()));
+        .map_err(|e| StepError::new(Step::Init, format!("cannot make the cluster CA: {e}")))?;
+    let io = |e: std::io::Error| {
+        StepError::new(Step::Init, format!("cannot write {}: {e}", dir.display()))
+    };
     crate::state::write_secret(&key, ca.key_pem.expose().as_bytes()).map_err(io)?;
     crate::state::write_secret(&crt, ca.cert_pem.as_bytes()).map_err(io)?;
     Ok((ca.cert_pem, ca.key_pem.expose().to_string()))
@@ -505,7 +506,7 @@ mod tests {
             code: Some(1),
             signal: None,
         };
-        let e = kubeadm_error("init", &out);
+        let e = kubeadm_error(Step::Init, &out);
         assert!(
             e.message.contains("[ERROR Port-6443]: Port 6443 is in use"),
             "{}",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use minijinja::context;
 
 use super::init::{kubeadm_error_within, ssh_limit, with_deadline, Bootstrap, NodeStatus};
+use super::phase::Step;
 use super::{run_script, Run, StepError};
 use crate::plan::{Node, Plan, Role};
 use crate::ssh::Session;
@@ -38,13 +39,13 @@ fn reset_script(p: &Plan) -> String {
 }
 
 async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Result<(), StepError> {
-    let config = render_join(p, node, b).map_err(|e| StepError::new("join", e.to_string()))?;
+    let config = render_join(p, node, b).map_err(|e| StepError::new(Step::Join, e.to_string()))?;
     sess.put_file(JOIN_CONFIG, config.as_bytes(), 0o600, p.timeouts.command)
         .await
-        .map_err(|e| StepError::from_ssh("join", e))?;
+        .map_err(|e| StepError::from_ssh(Step::Join, e))?;
     let out = sess
         .script(
-            "join",
+            Step::Join.as_str(),
             &with_deadline(
                 &format!("kubeadm join --config {JOIN_CONFIG}"),
                 p.timeouts.join,
@@ -52,11 +53,15 @@ async fn join_once(p: &Plan, sess: &Session, node: &Node, b: &Bootstrap) -> Resu
             ssh_limit(p.timeouts.join),
         )
         .await
-        .map_err(|e| StepError::from_ssh("join", e))?;
+        .map_err(|e| StepError::from_ssh(Step::Join, e))?;
     if out.ok() {
         Ok(())
     } else {
-        Err(kubeadm_error_within("join", &out, Some(p.timeouts.join)))
+        Err(kubeadm_error_within(
+            Step::Join,
+            &out,
+            Some(p.timeouts.join),
+        ))
     }
 }
 
@@ -102,7 +107,7 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                     super::init::KUBECTL,
                     crate::ssh::shell_quote(&name)
                 );
-                match run_script(&cp_sess, "join", &cmd, p.timeouts.command).await {
+                match run_script(&cp_sess, Step::Join, &cmd, p.timeouts.command).await {
                     Ok(_) => run.hosts[cp].changes.push(format!(
                         "deleted the stale node object {name} (its host has no kubelet.conf)"
                     )),
@@ -115,7 +120,7 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
         }
     }
     run.each(
-        crate::cluster::phase::Step::Join,
+        Step::Join,
         |h| h.node.role == Role::Worker,
         move |i, node, sess| {
             let (p, b, ja) = (p.clone(), b.clone(), ja.clone());
@@ -128,7 +133,7 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                 let reset = reset_script(&p);
                 let reset_limit = ssh_limit(p.timeouts.command);
                 if stale {
-                    run_script(&sess, "join", &reset, reset_limit).await?;
+                    run_script(&sess, Step::Join, &reset, reset_limit).await?;
                     changes.push("reset a stale earlier join".to_string());
                 }
                 match join_once(&p, &sess, &node, &b).await {
@@ -138,10 +143,10 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                     }
                     Err(first) if retryable(&first) => {
                         // One automatic retry after cleaning up, as a user would do by hand.
-                        run_script(&sess, "join", &reset, reset_limit).await?;
+                        run_script(&sess, Step::Join, &reset, reset_limit).await?;
                         join_once(&p, &sess, &node, &b).await.map_err(|second| {
                             StepError {
-                                step: "join".into(),
+                                step: Step::Join,
                                 message: format!(
                                     "{} (retried once after `kubeadm reset -f`, failed again: {})",
                                     first.message, second.message
@@ -181,7 +186,7 @@ mod tests {
     #[test]
     fn a_join_killed_by_its_deadline_names_the_last_line_and_is_not_retried() {
         let e = kubeadm_error_within(
-            "join",
+            Step::Join,
             &out(124, "[preflight] Running pre-flight checks\n", ""),
             Some(Duration::from_secs(8)),
         );
@@ -198,14 +203,15 @@ mod tests {
         );
         assert!(e.hint.as_deref().unwrap().contains("timeouts.kubeadmJoin"));
         assert!(!retryable(&e));
-        let silent = kubeadm_error_within("join", &out(124, "", ""), Some(Duration::from_secs(8)));
+        let silent =
+            kubeadm_error_within(Step::Join, &out(124, "", ""), Some(Duration::from_secs(8)));
         assert!(silent.message.ends_with("last output: (no output)"));
     }
 
     #[test]
     fn only_a_kubeadm_failure_after_preflight_is_retried() {
         let failed = kubeadm_error_within(
-            "join",
+            Step::Join,
             &out(
                 1,
                 "[kubelet-start] Starting the kubelet\n",
@@ -215,16 +221,16 @@ mod tests {
         );
         assert!(retryable(&failed), "{}", failed.message);
         let preflight = kubeadm_error_within(
-            "join",
+            Step::Join,
             &out(1, "", "\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists\n"),
             None,
         );
         assert!(!retryable(&preflight), "{}", preflight.message);
-        let lost = StepError::from_ssh("join", crate::ssh::SshError::Lost("eof".into()));
+        let lost = StepError::from_ssh(Step::Join, crate::ssh::SshError::Lost("eof".into()));
         assert!(!retryable(&lost));
         // The decision reads the kind, not the words: a message that merely looks like one is not retried.
         assert!(!retryable(&StepError::new(
-            "join",
+            Step::Join,
             "kubeadm join failed: said the remote"
         )));
     }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::init::is_loopback;
+use super::phase::Step;
 use super::{Run, StepError};
 use crate::plan::Plan;
 
@@ -87,7 +88,8 @@ pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
     }
     let sess = run.hosts[cp].session.clone().unwrap();
     let p = run.plan.clone();
-    run.progress.step(&run.hosts[cp].node.name, "kubeconfig");
+    run.progress
+        .step(&run.hosts[cp].node.name, Step::Kubeconfig);
     // The prepare script already read admin.conf, or saw it equal to the console's copy.
     let known = crate::cluster::prepare::kubeconfig_source_sha(&p);
     if let Some(state) = run.cp_state.clone() {
@@ -100,7 +102,7 @@ pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
     }
     let out = match sess
         .script(
-            "kubeconfig",
+            Step::Kubeconfig.as_str(),
             "cat /etc/kubernetes/admin.conf",
             p.timeouts.command,
         )
@@ -111,14 +113,14 @@ pub async fn fetch(run: &mut Run) -> Option<PathBuf> {
             run.fail(
                 cp,
                 StepError::new(
-                    "kubeconfig",
+                    Step::Kubeconfig,
                     format!("cannot read /etc/kubernetes/admin.conf: {}", o.last_line()),
                 ),
             );
             return None;
         }
         Err(e) => {
-            run.fail(cp, StepError::from_ssh("kubeconfig", e));
+            run.fail(cp, StepError::from_ssh(Step::Kubeconfig, e));
             return None;
         }
     };

@@ -77,16 +77,16 @@ pub enum ErrorKind {
 /// Why a host stopped.
 #[derive(Debug, Clone)]
 pub struct StepError {
-    pub step: String,
+    pub step: phase::Step,
     pub message: String,
     pub hint: Option<String>,
     pub kind: ErrorKind,
 }
 
 impl StepError {
-    pub fn new(step: &str, message: impl Into<String>) -> Self {
+    pub fn new(step: phase::Step, message: impl Into<String>) -> Self {
         StepError {
-            step: step.to_string(),
+            step,
             message: message.into(),
             hint: None,
             kind: ErrorKind::Other,
@@ -100,7 +100,7 @@ impl StepError {
         self.hint = Some(hint.into());
         self
     }
-    pub fn from_ssh(step: &str, e: SshError) -> Self {
+    pub fn from_ssh(step: phase::Step, e: SshError) -> Self {
         let hint = match &e {
             SshError::Timeout { .. } => Some(
                 "the step did not finish in time; look at the host's log, fix the cause and run again"
@@ -115,7 +115,7 @@ impl StepError {
             _ => ErrorKind::Connection,
         };
         StepError {
-            step: step.to_string(),
+            step,
             message: e.to_string(),
             hint,
             kind,
@@ -137,7 +137,8 @@ pub struct HostRun {
     pub outcome: Outcome,
     pub changes: Vec<String>,
     pub facts: preflight::Facts,
-    pub last_step: String,
+    /// The step the host last started (None before the first).
+    pub last_step: Option<phase::Step>,
 }
 
 impl HostRun {
@@ -221,7 +222,6 @@ impl Run {
         F: Fn(usize, Node, Arc<Session>) -> Fut,
         Fut: Future<Output = Result<Vec<String>, StepError>>,
     {
-        let step = step.as_str();
         let jobs: Vec<(usize, Node, Arc<Session>)> = selected
             .iter()
             .filter(|&&i| self.hosts[i].alive())
@@ -235,21 +235,20 @@ impl Run {
             .collect();
         for (i, _, _) in &jobs {
             self.progress.step(&self.hosts[*i].node.name, step);
-            self.hosts[*i].last_step = step.to_string();
+            self.hosts[*i].last_step = Some(step);
         }
         let progress = self.progress.clone();
         let results: Vec<(usize, Result<Vec<String>, StepError>)> = stream::iter(jobs)
             .map(|(i, node, sess)| {
                 let fut = f(i, node.clone(), sess);
                 let progress = progress.clone();
-                let step = step.to_string();
                 async move {
                     let r = if interrupted() {
-                        Err(StepError::new(&step, "interrupted (Ctrl-C) before this step started"))
+                        Err(StepError::new(step, "interrupted (Ctrl-C) before this step started"))
                     } else {
                         tokio::select! {
                             r = fut => r,
-                            _ = grace_over() => Err(StepError::new(&step, "interrupted (Ctrl-C) while this step was running; the host may be part-way through it")
+                            _ = grace_over() => Err(StepError::new(step, "interrupted (Ctrl-C) while this step was running; the host may be part-way through it")
                                 .hint("run `kubestrap up` again to finish it")),
                         }
                     };
@@ -308,12 +307,12 @@ impl Run {
 /// Run a rendered script on a host and read the `CHANGED`/`FAIL` protocol of templates/scripts/lib.sh.
 pub async fn run_script(
     sess: &Session,
-    step: &str,
+    step: phase::Step,
     script: &str,
     timeout: Duration,
 ) -> Result<(Vec<String>, String), StepError> {
     let out = sess
-        .script(step, script, timeout)
+        .script(step.as_str(), script, timeout)
         .await
         .map_err(|e| StepError::from_ssh(step, e))?;
     let changes = out
@@ -330,7 +329,7 @@ pub async fn run_script(
 
 /// Turn a failed remote command into a message: the FAIL line if the script gave one, else the
 /// last lines of stderr; known causes get a hint.
-pub fn script_error(step: &str, out: &crate::ssh::Output) -> StepError {
+pub fn script_error(step: phase::Step, out: &crate::ssh::Output) -> StepError {
     let fails: Vec<&str> = out
         .stderr
         .lines()
@@ -396,7 +395,7 @@ mod tests {
                 outcome: Outcome::Pending,
                 changes: vec![],
                 facts: Default::default(),
-                last_step: String::new(),
+                last_step: None,
             })
             .collect();
         Run {
@@ -419,14 +418,14 @@ mod tests {
         let mut r = run();
         r.fail(
             0,
-            StepError::new("preflight", "sudo: a password is required"),
+            StepError::new(phase::Step::Preflight, "sudo: a password is required"),
         );
         r.fail(
             0,
-            StepError::new("lock", "taking the run lock failed (exit 1)"),
+            StepError::new(phase::Step::Lock, "taking the run lock failed (exit 1)"),
         );
         match &r.hosts[0].outcome {
-            Outcome::Failed(e) => assert_eq!(e.step, "preflight"),
+            Outcome::Failed(e) => assert_eq!(e.step, phase::Step::Preflight),
             o => panic!("{o:?}"),
         }
         r.skip(0, "not started");

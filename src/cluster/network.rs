@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use minijinja::context;
 
 use super::init::{cluster_nodes, KUBECTL};
+use super::phase::Step;
 use super::{run_script, Outcome, Run, StepError};
 use crate::plan::{self, Cni, Plan};
 
@@ -48,12 +49,12 @@ pub async fn apply(run: &mut Run) -> bool {
     let sess = run.hosts[cp].session.clone().unwrap();
     let p = run.plan.clone();
     let name = run.hosts[cp].node.name.clone();
-    run.progress.step(&name, "network");
+    run.progress.step(&name, Step::Network);
     let manifest = match render_cni(&p) {
         Ok(Some(m)) => m,
         Ok(None) => return true,
         Err(e) => {
-            run.fail(cp, StepError::new("network", e.to_string()));
+            run.fail(cp, StepError::new(Step::Network, e.to_string()));
             return false;
         }
     };
@@ -68,10 +69,10 @@ pub async fn apply(run: &mut Run) -> bool {
     let r = async {
         sess.put_file(CNI_MANIFEST, manifest.as_bytes(), 0o644, p.timeouts.command)
             .await
-            .map_err(|e| StepError::from_ssh("network", e))?;
+            .map_err(|e| StepError::from_ssh(Step::Network, e))?;
         let (_, out) = run_script(
             &sess,
-            "network",
+            Step::Network,
             &format!("{KUBECTL} apply -f {CNI_MANIFEST}"),
             p.timeouts.command,
         )
@@ -115,7 +116,7 @@ pub async fn wait_ready(run: &mut Run) {
         .filter(|&i| run.hosts[i].alive())
         .collect();
     for &i in &want {
-        run.progress.step(&run.hosts[i].node.name, "wait Ready");
+        run.progress.step(&run.hosts[i].node.name, Step::Ready);
     }
     let start = Instant::now();
     let mut last = Vec::new();
@@ -145,7 +146,7 @@ pub async fn wait_ready(run: &mut Run) {
             run.fail(
                 i,
                 StepError::new(
-                    "wait Ready",
+                    Step::Ready,
                     format!("node {} is not Ready after {}s", run.hosts[i].node.name, p.timeouts.ready.as_secs()),
                 )
                 .hint(format!(

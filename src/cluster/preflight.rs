@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use minijinja::context;
 
+use super::phase::Step;
 use super::{run_script, Run, StepError};
 use crate::plan::Role;
 
@@ -78,14 +79,14 @@ pub async fn gather(run: &mut Run, fast: bool) {
     // The control plane's output is kept: it may carry the cluster state.
     let facts: std::sync::Mutex<HashMap<usize, (Facts, Option<String>)>> = Default::default();
     run.each(
-        crate::cluster::phase::Step::Preflight,
+        Step::Preflight,
         |_| true,
         |i, node, sess| {
             let script = scripts[i].clone();
             let facts = &facts;
             async move {
-                let script = script.map_err(|e| StepError::new("preflight", e))?;
-                let (_, stdout) = run_script(&sess, "preflight", &script, timeout).await?;
+                let script = script.map_err(|e| StepError::new(Step::Preflight, e))?;
+                let (_, stdout) = run_script(&sess, Step::Preflight, &script, timeout).await?;
                 facts.lock().unwrap().insert(
                     i,
                     (
@@ -315,7 +316,7 @@ pub fn apply(run: &mut Run, findings: &[Finding]) {
     }
     for (host, msgs) in per_host {
         if let Some(i) = run.hosts.iter().position(|h| h.node.name == host) {
-            run.fail(i, StepError::new("preflight", msgs.join("; ")));
+            run.fail(i, StepError::new(Step::Preflight, msgs.join("; ")));
         }
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use minijinja::context;
 
 use super::init::{parse_nodes, NodeStatus};
+use super::phase::Step;
 use super::{run_script, script_error, Run, StepError};
 use crate::plan::{Node, Plan, Preload, Role, Runtime};
 use crate::ssh::{shell_quote, Session};
@@ -128,17 +129,17 @@ async fn upload(p: &Plan, sess: &Session, img: &Preload) -> Result<(), StepError
     ));
     let file = tokio::fs::File::open(&img.local).await.map_err(|e| {
         StepError::new(
-            "images",
+            Step::Images,
             format!("cannot read {}: {e}", img.local.display()),
         )
     })?;
     let out = sess
         .root_with_file(&cmd, file, p.timeouts.images)
         .await
-        .map_err(|e| StepError::from_ssh("images", e))?;
+        .map_err(|e| StepError::from_ssh(Step::Images, e))?;
     crate::stats::image_bytes(&sess.target.host_name, img.size);
     if !out.ok() {
-        return Err(script_error("images", &out)
+        return Err(script_error(Step::Images, &out)
             .hint("check free space in /var/cache/kubestrap on the host and run again"));
     }
     Ok(())
@@ -159,7 +160,7 @@ async fn upload_to(run: &mut Run, k: usize, targets: &[usize]) {
     let concurrency = run.concurrency;
     run.concurrency = concurrency.min(UPLOADS_AT_ONCE);
     run.each(
-        crate::cluster::phase::Step::Images,
+        Step::Images,
         move |h| names.contains(&h.node.name),
         move |_, _node, sess| {
             let (p, img) = (p.clone(), img.clone());
@@ -199,16 +200,16 @@ async fn serve(
             tokens => tokens.clone(), timeout => lifetime.as_secs(),
         },
     )
-    .map_err(|e| StepError::new("images", e.to_string()))?;
+    .map_err(|e| StepError::new(Step::Images, e.to_string()))?;
     let sess = run.hosts[seed].session.clone().expect("seed is alive");
-    run.progress.step(&run.hosts[seed].node.name, "images");
-    let (_, out) = run_script(&sess, "images", &script, run.plan.timeouts.command).await?;
+    run.progress.step(&run.hosts[seed].node.name, Step::Images);
+    let (_, out) = run_script(&sess, Step::Images, &script, run.plan.timeouts.command).await?;
     let (pid, port) = out
         .lines()
         .find_map(|l| l.strip_prefix("SERVE "))
         .and_then(|l| l.split_once(' '))
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.trim().parse::<u16>().ok()?)))
-        .ok_or_else(|| StepError::new("images", "the image server did not report its port"))?;
+        .ok_or_else(|| StepError::new(Step::Images, "the image server did not report its port"))?;
     let urls = peers
         .iter()
         .zip(tokens)
@@ -419,27 +420,25 @@ pub async fn run(run: &mut Run) {
     {
         let reports = reports.clone();
         run.each(
-            crate::cluster::phase::Step::Prepare,
+            Step::Prepare,
             |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
                 let (scripts, reports) = (scripts.clone(), reports.clone());
                 async move {
                     let script = scripts[i]
                         .clone()
-                        .map_err(|e| StepError::new("prepare", e))?;
+                        .map_err(|e| StepError::new(Step::Prepare, e))?;
                     let out = sess
-                        .script("prepare", &script, timeout)
+                        .script(Step::Prepare.as_str(), &script, timeout)
                         .await
-                        .map_err(|e| StepError::from_ssh("prepare", e))?;
-                    let section = out
-                        .stdout
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("STEP "))
-                        .last()
-                        .unwrap_or("prepare")
-                        .to_string();
+                        .map_err(|e| StepError::from_ssh(Step::Prepare, e))?;
                     if !out.ok() {
-                        return Err(script_error(&section, &out));
+                        let section = out
+                            .stdout
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("STEP "))
+                            .next_back();
+                        return Err(script_error(Step::of_section(section, Step::Prepare), &out));
                     }
                     let mut r = Report::default();
                     for l in out.stdout.lines() {
@@ -473,7 +472,7 @@ pub async fn run(run: &mut Run) {
                 "if grep -qa kubestrap-serve /proc/{pid}/cmdline 2>/dev/null; then kill {pid}; echo stopped; fi; true",
                 pid = s.pid
             );
-            if let Err(e) = run_script(&sess, "images", &cmd, p.timeouts.command).await {
+            if let Err(e) = run_script(&sess, Step::Images, &cmd, p.timeouts.command).await {
                 run.progress.warn(
                     Some(&run.hosts[s.host].node.name),
                     &format!(
@@ -537,13 +536,13 @@ pub async fn upload_and_import(run: &mut Run, k: usize, targets: &[usize]) {
     .map_err(|e| e.to_string());
     let tmo = p.timeouts.images;
     run.each(
-        crate::cluster::phase::Step::Images,
+        Step::Images,
         move |h| names.contains(&h.node.name),
         move |_, _, sess| {
             let script = script.clone();
             async move {
-                let script = script.map_err(|e| StepError::new("images", e))?;
-                Ok(run_script(&sess, "images", &script, tmo).await?.0)
+                let script = script.map_err(|e| StepError::new(Step::Images, e))?;
+                Ok(run_script(&sess, Step::Images, &script, tmo).await?.0)
             }
         },
     )

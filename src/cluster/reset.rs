@@ -9,6 +9,7 @@ use std::sync::Arc;
 use minijinja::context;
 
 use super::init::KUBECTL;
+use super::phase::Step;
 use super::{run_script, Run, StepError};
 use crate::plan::{Plan, Role};
 use crate::ssh::{self, HostLog, Session};
@@ -84,23 +85,23 @@ async fn remove_node(p: &Plan, api: &Api, node: &str) -> Result<Vec<String>, Ste
     let out = api
         .sess
         .script(
-            "drain",
+            Step::Drain.as_str(),
             &script,
             p.timeouts.command * 2 + std::time::Duration::from_secs(15),
         )
         .await
-        .map_err(|e| StepError::from_ssh("drain", e))?;
+        .map_err(|e| StepError::from_ssh(Step::Drain, e))?;
     match out.code {
         Some(0) => {}
         Some(4) => {
             return Err(StepError::new(
-                "delete node",
+                Step::DeleteNode,
                 format!("kubectl delete node {node} failed: {}", out.last_line()),
             ))
         }
         _ => {
             return Err(StepError::new(
-                "drain",
+                Step::Drain,
                 format!("kubectl drain {node} failed: {}", out.last_line()),
             )
             .hint("look at the pods on the node (`kubectl get pods -A -o wide`), or reset the whole cluster"))
@@ -124,7 +125,7 @@ pub async fn run(run: &mut Run, whole: bool) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             for i in 0..run.hosts.len() {
-                run.fail(i, StepError::new("reset", e.to_string()));
+                run.fail(i, StepError::new(Step::Reset, e.to_string()));
             }
             return;
         }
@@ -141,7 +142,7 @@ pub async fn run(run: &mut Run, whole: bool) {
     for role in [Role::Worker, Role::ControlPlane] {
         let (p, script, api) = (p.clone(), script.clone(), api.clone());
         run.each(
-            crate::cluster::phase::Step::Reset,
+            Step::Reset,
             |h| h.node.role == role,
             move |_, node, sess| {
                 let (p, script, api) = (p.clone(), script.clone(), api.clone());
@@ -153,7 +154,7 @@ pub async fn run(run: &mut Run, whole: bool) {
                         }
                     }
                     let timeout = p.timeouts.command * 2 + std::time::Duration::from_secs(30);
-                    changes.extend(run_script(&sess, "reset", &script, timeout).await?.0);
+                    changes.extend(run_script(&sess, Step::Reset, &script, timeout).await?.0);
                     Ok(changes)
                 }
             },

@@ -2,6 +2,7 @@
 
 use crate::app::{close_all, load, EXIT_FAILED, EXIT_INPUT, EXIT_OK};
 use crate::cli::ExecArgs;
+use crate::cluster::phase::Step;
 use crate::cluster::{self, Outcome};
 
 pub async fn exec(a: ExecArgs) -> i32 {
@@ -33,7 +34,7 @@ pub async fn exec(a: ExecArgs) -> i32 {
     let timeout = run.plan.timeouts.command;
     let outputs: std::sync::Mutex<Vec<(String, crate::ssh::Output)>> = Default::default();
     run.each(
-        crate::cluster::phase::Step::Exec,
+        Step::Exec,
         |_| true,
         |_, node, sess| {
             let cmd = cmd.clone();
@@ -42,14 +43,14 @@ pub async fn exec(a: ExecArgs) -> i32 {
                 let out = sess
                     .exec_user(&cmd, None, timeout)
                     .await
-                    .map_err(|e| cluster::StepError::from_ssh("exec", e))?;
+                    .map_err(|e| cluster::StepError::from_ssh(Step::Exec, e))?;
                 let code = out.code;
                 outputs.lock().unwrap().push((node.name.clone(), out));
                 if code == Some(0) {
                     Ok(vec![])
                 } else {
                     Err(cluster::StepError::new(
-                        "exec",
+                        Step::Exec,
                         format!(
                             "exit code {}",
                             code.map(|c| c.to_string()).unwrap_or("?".into())

@@ -59,7 +59,7 @@ mod tests {
 pub async fn stop_interrupted(run: &mut Run) -> i32 {
     for i in 0..run.hosts.len() {
         if matches!(run.hosts[i].outcome, Outcome::Pending | Outcome::Ok) {
-            let at = run.hosts[i].last_step.clone();
+            let at = run.hosts[i].last_step.map_or("", |s| s.as_str());
             run.skip(i, &format!("interrupted after step `{at}`"));
         }
     }

@@ -221,9 +221,9 @@ impl Phase for Survey {
                         let (p, outs) = (p.clone(), outs.clone());
                         async move {
                             let s = render_check(&p, &node, i == cp, None)
-                                .map_err(|e| StepError::new("versions", e.to_string()))?;
+                                .map_err(|e| StepError::new(Step::Versions, e.to_string()))?;
                             let (_, out) =
-                                run_script(&sess, "versions", &s, p.timeouts.packages).await?;
+                                run_script(&sess, Step::Versions, &s, p.timeouts.packages).await?;
                             outs.lock().unwrap().push((i, out));
                             Ok(vec![])
                         }
@@ -390,9 +390,9 @@ impl Phase for Images {
                         async move {
                             let want = checks::target_images(&p.image_repository, t, node.role);
                             let s = render_check(&p, &node, false, Some(&want))
-                                .map_err(|e| StepError::new("images", e.to_string()))?;
+                                .map_err(|e| StepError::new(Step::Images, e.to_string()))?;
                             let (_, out) =
-                                run_script(&sess, "images", &s, p.timeouts.command).await?;
+                                run_script(&sess, Step::Images, &s, p.timeouts.command).await?;
                             let f = Facts::parse(&out);
                             if !f.get("images_missing").is_empty() {
                                 missing
@@ -557,7 +557,7 @@ async fn cordon_batch(ctx: &Ctx, names: &[String]) -> Result<(), StepError> {
             .lock()
             .unwrap()
             .set(n, true)
-            .map_err(|e| StepError::new("cordon", e))?;
+            .map_err(|e| StepError::new(Step::Cordon, e))?;
         ours.push(shell_quote(n));
     }
     if ours.is_empty() {
@@ -565,7 +565,7 @@ async fn cordon_batch(ctx: &Ctx, names: &[String]) -> Result<(), StepError> {
     }
     on_cp(
         ctx,
-        "cordon",
+        Step::Cordon,
         &format!(
             "for n in {}; do {KUBECTL} cordon \"$n\" >/dev/null || exit 1; done",
             ours.join(" ")
@@ -576,10 +576,10 @@ async fn cordon_batch(ctx: &Ctx, names: &[String]) -> Result<(), StepError> {
     .map(|_| ())
 }
 
-async fn on_cp(ctx: &Ctx, step: &str, cmd: &str, timeout: Duration) -> Result<String, StepError> {
+async fn on_cp(ctx: &Ctx, step: Step, cmd: &str, timeout: Duration) -> Result<String, StepError> {
     let out = ctx
         .cp_sess
-        .script(step, cmd, timeout)
+        .script(step.as_str(), cmd, timeout)
         .await
         .map_err(|e| StepError::from_ssh(step, e))?;
     if out.ok() {
@@ -609,9 +609,9 @@ async fn upgrade_node(
     let mut changes = vec![];
     let apply = node.name == ctx.first_cp;
     let step = if apply {
-        "kubeadm upgrade apply"
+        Step::KubeadmUpgradeApply
     } else {
-        "kubeadm upgrade node"
+        Step::KubeadmUpgradeNode
     };
     ctx.progress.step(&node.name, step);
     let s = render_kubeadm(p, apply).map_err(|e| StepError::new(step, e.to_string()))?;
@@ -626,19 +626,19 @@ async fn upgrade_node(
 
     // Drain (kubectl cordons first). A node that was schedulable becomes "ours" before that, so
     // a failure from here on leaves a record that the next run uncordons it.
-    ctx.progress.step(&node.name, "drain");
+    ctx.progress.step(&node.name, Step::Drain);
     let was_schedulable = ctx.schedulable.contains(&node.name);
     if was_schedulable {
         ctx.ours
             .lock()
             .unwrap()
             .set(&node.name, true)
-            .map_err(|e| StepError::new("drain", e))?;
+            .map_err(|e| StepError::new(Step::Drain, e))?;
     }
     let secs = ctx.drain_timeout.as_secs();
     on_cp(
         &ctx,
-        "drain",
+        Step::Drain,
         &format!("out=$({KUBECTL} drain {n} --ignore-daemonsets --delete-emptydir-data --timeout={secs}s 2>&1) || {{ printf '%s\n' \"$out\" | tail -n 6 >&2; exit 1; }}"),
         ctx.drain_timeout + Duration::from_secs(60),
     )
@@ -650,10 +650,10 @@ async fn upgrade_node(
     )))?;
     changes.push(format!("drained {}", node.name));
 
-    ctx.progress.step(&node.name, "kubelet");
-    let s = render_kubelet(p).map_err(|e| StepError::new("kubelet", e.to_string()))?;
+    ctx.progress.step(&node.name, Step::Kubelet);
+    let s = render_kubelet(p).map_err(|e| StepError::new(Step::Kubelet, e.to_string()))?;
     changes.extend(
-        run_script(&sess, "kubelet", &s, p.timeouts.packages)
+        run_script(&sess, Step::Kubelet, &s, p.timeouts.packages)
             .await
             .map_err(|e| {
                 e.hint(format!(
@@ -664,14 +664,14 @@ async fn upgrade_node(
             .0,
     );
 
-    ctx.progress.step(&node.name, "wait Ready");
+    ctx.progress.step(&node.name, Step::Ready);
     wait_upgraded(&ctx, &node.name, t).await?;
 
     if ctx.ours.lock().unwrap().names.contains(&node.name) {
-        ctx.progress.step(&node.name, "uncordon");
+        ctx.progress.step(&node.name, Step::Uncordon);
         on_cp(
             &ctx,
-            "uncordon",
+            Step::Uncordon,
             &format!("{KUBECTL} uncordon {n} >/dev/null"),
             p.timeouts.command,
         )
@@ -686,7 +686,7 @@ async fn upgrade_node(
             .lock()
             .unwrap()
             .set(&node.name, false)
-            .map_err(|e| StepError::new("uncordon", e))?;
+            .map_err(|e| StepError::new(Step::Uncordon, e))?;
         changes.push(format!("uncordoned {}", node.name));
     }
     Ok(changes)
@@ -712,7 +712,7 @@ async fn wait_upgraded(ctx: &Ctx, name: &str, t: Version) -> Result<(), StepErro
         }
         if start.elapsed() >= limit || super::interrupted() {
             return Err(StepError::new(
-                "wait Ready",
+                Step::Ready,
                 format!("the node did not report kubelet v{t} and Ready within {}s (last seen: {seen})", limit.as_secs()),
             )
             .kind(super::ErrorKind::Timeout)
