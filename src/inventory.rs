@@ -72,6 +72,8 @@ pub struct Cluster {
     pub preload_images: Vec<PathBuf>,
     pub pki: PkiMode,
     pub control_plane_endpoint: Option<String>,
+    /// `controlPlaneSchedulable` as written: None means "when there are no workers".
+    pub control_plane_schedulable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

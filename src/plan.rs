@@ -57,6 +57,9 @@ pub struct Plan {
     pub service_subnet: String,
     pub cni: Cni,
     pub control_plane_endpoint: Option<String>,
+    /// Pods may run on the control plane (no `node-role.kubernetes.io/control-plane:NoSchedule`
+    /// taint): `cluster.controlPlaneSchedulable`, by default when the inventory has no workers.
+    pub control_plane_schedulable: bool,
     /// Where workers reach the API server (`host:port`).
     pub api_endpoint: String,
     /// `cluster.pki: console`: the CA is made and kept on the console and uploaded before init.
@@ -141,6 +144,9 @@ impl Plan {
             pod_subnet: c.pod_subnet.to_string(),
             service_subnet: c.service_subnet.to_string(),
             control_plane_endpoint: c.control_plane_endpoint.clone(),
+            control_plane_schedulable: c
+                .control_plane_schedulable
+                .unwrap_or(!inv.hosts.iter().any(|h| h.role == Role::Worker)),
             api_endpoint: inv.api_endpoint(),
             console_ca: c.pki == inventory::PkiMode::Console,
             version,
@@ -202,6 +208,36 @@ mod tests {
         let inv = inventory::parse(&src, Path::new("/tmp/inventory.yaml"))
             .unwrap_or_else(|e| panic!("{e}\n{src}"));
         Plan::from_inventory(&inv).unwrap()
+    }
+
+    /// `controlPlaneSchedulable`: as written, else true exactly when no host is a worker.
+    #[test]
+    fn control_plane_schedulable_defaults_to_no_workers() {
+        let src = |extra: &str, workers: bool| {
+            let w = if workers {
+                "  - {name: n2, address: 10.1.0.2, role: worker}\n"
+            } else {
+                ""
+            };
+            format!("cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\n{extra}hosts:\n  - {{name: cp1, address: 10.1.0.1, role: control-plane}}\n{w}")
+        };
+        for (extra, workers, want) in [
+            ("", true, false),
+            ("", false, true),
+            ("  controlPlaneSchedulable: true\n", true, true),
+            ("  controlPlaneSchedulable: false\n", false, false),
+        ] {
+            let s = src(extra, workers);
+            let inv = inventory::parse(&s, Path::new("/tmp/inventory.yaml"))
+                .unwrap_or_else(|e| panic!("{e}\n{s}"));
+            let p = Plan::from_inventory(&inv).unwrap();
+            assert_eq!(p.control_plane_schedulable, want, "{s}");
+        }
+        let s = src("  controlPlaneSchedulable: maybe\n", true);
+        let e = inventory::parse(&s, Path::new("/tmp/inventory.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/tmp/inventory.yaml:4"), "{e}");
     }
 
     /// An IPv6 API endpoint is written `[addr]:port` in every host:port and URL.

@@ -68,6 +68,20 @@ fn init_v1beta4_for_1_31() {
     assert_eq!(d[2]["cgroupDriver"], "systemd");
 }
 
+/// `controlPlaneSchedulable`: kubeadm's default taint unless pods may run on the control plane,
+/// then an empty list (kubeadm reads a missing `taints` as "add the control-plane taint").
+#[test]
+fn init_taints_follow_control_plane_schedulable() {
+    let d = docs(&init::render_init(&plan("1.31.2", "containerd", ""), &token()).unwrap());
+    assert!(d[0]["nodeRegistration"].get("taints").is_none(), "{}", d[0]);
+    let p = plan("1.31.2", "containerd", "  controlPlaneSchedulable: true\n");
+    let d = docs(&init::render_init(&p, &token()).unwrap());
+    assert_eq!(d[0]["nodeRegistration"]["taints"], serde_json::json!([]));
+    let p = plan("1.30.4", "containerd", "  controlPlaneSchedulable: true\n");
+    let d = docs(&init::render_init(&p, &token()).unwrap());
+    assert_eq!(d[0]["nodeRegistration"]["taints"], serde_json::json!([]));
+}
+
 #[test]
 fn init_v1beta3_below_1_31_uses_map_args() {
     let p = plan(

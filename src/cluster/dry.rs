@@ -212,6 +212,12 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
             ),
         ));
     }
+    if let Some(c) = nodes
+        .as_deref()
+        .and_then(|ns| super::schedulable::change(p, ns))
+    {
+        out.push(step(&cp_name, c.planned(&cp_name)));
+    }
     let kc = super::kubeconfig::path(p);
     let stale = run
         .cp_state

@@ -29,6 +29,8 @@ pub struct NodeStatus {
     pub kubelet_version: String,
     /// `spec.unschedulable`: cordoned.
     pub unschedulable: bool,
+    /// `spec.taints` holds kubeadm's `node-role.kubernetes.io/control-plane:NoSchedule`.
+    pub control_plane_taint: bool,
 }
 
 /// The nodes the API server knows, or None when there is no working API yet.
@@ -77,6 +79,11 @@ pub fn parse_nodes(json: &str) -> Option<Vec<NodeStatus>> {
                         .unwrap_or("")
                         .to_string(),
                     unschedulable: n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+                    control_plane_taint: n["spec"]["taints"].as_array().is_some_and(|ts| {
+                        ts.iter().any(|t| {
+                            t["key"] == super::schedulable::TAINT_KEY && t["effect"] == "NoSchedule"
+                        })
+                    }),
                 }
             })
             .collect(),
@@ -128,6 +135,7 @@ pub fn render_init(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> {
             version => p.version.clone(),
             image_repository => p.image_repository.clone(),
             control_plane_endpoint => p.control_plane_endpoint.clone(),
+            schedulable => p.control_plane_schedulable,
             pod_subnet => p.pod_subnet.clone(),
             service_subnet => p.service_subnet.clone(),
             cert_sans => sans,

@@ -14,6 +14,7 @@ pub mod phases;
 pub mod preflight;
 pub mod prepare;
 pub mod reset;
+pub mod schedulable;
 pub mod upgrade;
 
 use std::future::Future;

@@ -32,6 +32,8 @@ pub enum Step {
     Join,
     Network,
     Ready,
+    /// `controlPlaneSchedulable` converged on a running cluster (`kubectl taint`).
+    Taint,
     Kubeconfig,
     Reset,
     /// `reset` of part of a cluster: the node is drained, then deleted.
@@ -67,6 +69,7 @@ impl Step {
             Step::Join => "join",
             Step::Network => "network",
             Step::Ready => "wait Ready",
+            Step::Taint => "taint",
             Step::Kubeconfig => "kubeconfig",
             Step::Reset => "reset",
             Step::Drain => "drain",
@@ -209,7 +212,7 @@ mod tests {
     /// Every variant. `index` is a `match` with no wildcard, so a new variant does not compile
     /// until it is given the next index there; `ALL` is then checked to hold each index in place.
     fn all_steps() -> Vec<Step> {
-        const ALL: [Step; 28] = [
+        const ALL: [Step; 29] = [
             Step::Connect,
             Step::Lock,
             Step::Preflight,
@@ -238,6 +241,7 @@ mod tests {
             Step::KubeadmUpgradeNode,
             Step::Kubelet,
             Step::Uncordon,
+            Step::Taint,
         ];
         // Position of each variant in ALL; exhaustive, so a new variant must be listed.
         fn index(s: Step) -> usize {
@@ -270,6 +274,7 @@ mod tests {
                 Step::KubeadmUpgradeNode => 25,
                 Step::Kubelet => 26,
                 Step::Uncordon => 27,
+                Step::Taint => 28,
             }
         }
         for (k, s) in ALL.iter().enumerate() {

@@ -1,7 +1,9 @@
 //! The phases `up` is made of (and `plan` shares the first two), for `phase::Manager`.
 
 use super::phase::{Flow, Phase, PhaseFuture, Step};
-use super::{connect, init, join, kubeconfig, network, preflight, prepare, Outcome, Run};
+use super::{
+    connect, init, join, kubeconfig, network, preflight, prepare, schedulable, Outcome, Run,
+};
 use crate::plan::Role;
 
 /// Open one SSH session per host, in parallel.
@@ -158,6 +160,22 @@ impl Phase for Network {
             if network::apply(run).await {
                 network::wait_ready(run).await;
             }
+            Flow::Next
+        })
+    }
+}
+
+/// `controlPlaneSchedulable` on a cluster that ran before this run: the control plane's taint
+/// added or removed through the API (after the pod network, so it never re-applies it).
+pub struct Taint;
+
+impl Phase for Taint {
+    fn step(&self) -> Step {
+        Step::Taint
+    }
+    fn run<'a>(&'a self, run: &'a mut Run) -> PhaseFuture<'a> {
+        Box::pin(async move {
+            schedulable::converge(run).await;
             Flow::Next
         })
     }

@@ -39,6 +39,7 @@ pub fn manager() -> Manager {
         .add(phases::Init)
         .add(phases::Join)
         .add(phases::Network)
+        .add(phases::Taint)
         .add(phases::Kubeconfig)
 }
 
@@ -51,7 +52,7 @@ mod tests {
         use Step::*;
         assert_eq!(
             super::manager().steps(),
-            [Connect, Preflight, Prepare, Init, Join, Network, Kubeconfig]
+            [Connect, Preflight, Prepare, Init, Join, Network, Taint, Kubeconfig]
         );
     }
 }

@@ -567,6 +567,7 @@ pub(crate) fn validate(
         preload_images: c.preload_images,
         pki: c.pki.expect("validated"),
         control_plane_endpoint: c.endpoint,
+        control_plane_schedulable: c.control_plane_schedulable,
     };
     Ok(Inventory {
         file: file.to_path_buf(),

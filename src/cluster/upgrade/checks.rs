@@ -231,6 +231,7 @@ mod tests {
             internal_ip: String::new(),
             kubelet_version: kubelet.into(),
             unschedulable,
+            control_plane_taint: false,
         }
     }
     fn facts(pkg: &str, target_in_repo: bool) -> Facts {

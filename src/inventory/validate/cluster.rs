@@ -30,6 +30,7 @@ pub(crate) struct ClusterParts {
     pub preload_images: Vec<PathBuf>,
     pub pki: Option<PkiMode>,
     pub endpoint: Option<String>,
+    pub control_plane_schedulable: Option<bool>,
 }
 
 pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
@@ -47,6 +48,7 @@ pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
         preload_images: Vec::new(),
         pki: Some(PkiMode::Kubeadm),
         endpoint: None,
+        control_plane_schedulable: None,
     };
     let Some(c) = raw else {
         ctx.err(
@@ -249,6 +251,7 @@ pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
             ),
         }
     }
+    out.control_plane_schedulable = c.control_plane_schedulable.as_ref().map(|b| b.value);
     out
 }
 
