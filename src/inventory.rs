@@ -72,6 +72,8 @@ pub struct Cluster {
     pub preload_images: Vec<PathBuf>,
     pub pki: PkiMode,
     pub control_plane_endpoint: Option<String>,
+    /// Who serves `controlPlaneEndpoint`: None exactly when there is no endpoint.
+    pub load_balancer: Option<LoadBalancer>,
     /// `controlPlaneSchedulable` as written: None means "when there are no workers".
     pub control_plane_schedulable: Option<bool>,
 }
@@ -169,6 +171,25 @@ impl Cni {
         match self {
             Cni::Flannel => "flannel",
             Cni::None => "none",
+        }
+    }
+}
+
+/// Who serves `controlPlaneEndpoint` (`cluster.loadBalancer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoadBalancer {
+    /// kube-vip on the control planes holds the endpoint's address (a virtual IP).
+    KubeVip,
+    /// The user's load balancer (or a DNS name, or a host's own address) serves it.
+    External,
+}
+
+impl LoadBalancer {
+    pub const ALLOWED: &'static [&'static str] = &["kube-vip", "external"];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LoadBalancer::KubeVip => "kube-vip",
+            LoadBalancer::External => "external",
         }
     }
 }

@@ -244,7 +244,10 @@ mod tests {
     #[test]
     fn ipv6_api_endpoints_are_bracketed() {
         for e in ["fd00::10", "[fd00::10]", "[fd00::10]:6443"] {
-            let p = plan(&format!("  controlPlaneEndpoint: \"{e}\"\n"), "10.1.0.1");
+            let p = plan(
+                &format!("  controlPlaneEndpoint: \"{e}\"\n  loadBalancer: external\n"),
+                "10.1.0.1",
+            );
             assert_eq!(p.api_endpoint, "[fd00::10]:6443", "{e}");
             assert_eq!(
                 p.control_plane_endpoint.as_deref(),

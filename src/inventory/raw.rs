@@ -30,6 +30,7 @@ pub(crate) struct RawCluster {
     pub preload_images: S<Vec<Spanned<String>>>,
     pub pki: S<String>,
     pub control_plane_endpoint: S<String>,
+    pub load_balancer: S<String>,
     pub control_plane_schedulable: S<bool>,
 }
 

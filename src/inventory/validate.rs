@@ -7,6 +7,7 @@
 mod address;
 mod bundle;
 mod cluster;
+mod endpoint;
 mod image;
 mod ssh;
 pub(crate) mod text;
@@ -526,6 +527,8 @@ pub(crate) fn validate(
         }
     }
 
+    let load_balancer = endpoint::load_balancer(&mut ctx, &c, &hosts);
+
     // Flannel hands each node a /24 out of podSubnet.
     if c.cni == Some(Cni::Flannel) {
         if let Some(p) = c.pod {
@@ -567,6 +570,7 @@ pub(crate) fn validate(
         preload_images: c.preload_images,
         pki: c.pki.expect("validated"),
         control_plane_endpoint: c.endpoint,
+        load_balancer,
         control_plane_schedulable: c.control_plane_schedulable,
     };
     Ok(Inventory {

@@ -30,6 +30,9 @@ pub(crate) struct ClusterParts {
     pub preload_images: Vec<PathBuf>,
     pub pki: Option<PkiMode>,
     pub endpoint: Option<String>,
+    pub endpoint_pos: Pos,
+    /// `loadBalancer` as written, where.
+    pub load_balancer: Option<(LoadBalancer, Pos)>,
     pub control_plane_schedulable: Option<bool>,
 }
 
@@ -48,6 +51,8 @@ pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
         preload_images: Vec::new(),
         pki: Some(PkiMode::Kubeadm),
         endpoint: None,
+        endpoint_pos: (1, 1),
+        load_balancer: None,
         control_plane_schedulable: None,
     };
     let Some(c) = raw else {
@@ -236,6 +241,7 @@ pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
     }
 
     if let Some(e) = &c.control_plane_endpoint {
+        out.endpoint_pos = at(e);
         let v = e.value.trim();
         let checked = if v.contains("://") {
             Err("no scheme (https://) or path, just host[:port]".to_string())
@@ -249,6 +255,18 @@ pub(crate) fn cluster(ctx: &mut Ctx, raw: &S<RawCluster>) -> ClusterParts {
                 "cluster.controlPlaneEndpoint",
                 format!("{v:?} is not a valid endpoint: {why}; write an IP address or DNS name with an optional port, e.g. k8s-api.example.com:6443"),
             ),
+        }
+    }
+    if let Some(lb) = &c.load_balancer {
+        if let Some(v) = one_of(
+            ctx,
+            lb,
+            "cluster.loadBalancer",
+            "a load balancer",
+            LoadBalancer::ALLOWED,
+            &[LoadBalancer::KubeVip, LoadBalancer::External],
+        ) {
+            out.load_balancer = Some((v, at(lb)));
         }
     }
     out.control_plane_schedulable = c.control_plane_schedulable.as_ref().map(|b| b.value);
