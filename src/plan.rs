@@ -57,6 +57,8 @@ pub struct Plan {
     pub service_subnet: String,
     pub cni: Cni,
     pub control_plane_endpoint: Option<String>,
+    /// Who serves `control_plane_endpoint` (None without one).
+    pub load_balancer: Option<inventory::LoadBalancer>,
     /// Pods may run on the control plane (no `node-role.kubernetes.io/control-plane:NoSchedule`
     /// taint): `cluster.controlPlaneSchedulable`, by default when the inventory has no workers.
     pub control_plane_schedulable: bool,
@@ -90,6 +92,16 @@ pub fn pause_version(minor: u32) -> &'static str {
 }
 
 impl Plan {
+    /// The endpoint a load balancer of the user's serves, as (host without brackets, port): the
+    /// address the control plane probes before `kubeadm init`.
+    pub fn external_endpoint(&self) -> Option<(String, u16)> {
+        if self.load_balancer != Some(inventory::LoadBalancer::External) {
+            return None;
+        }
+        let (h, port) = self.api_endpoint.rsplit_once(':')?;
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        Some((h.to_string(), port.parse().ok()?))
+    }
     pub fn from_inventory(inv: &Inventory) -> anyhow::Result<Plan> {
         let c = &inv.cluster;
         let v = &c.kubernetes_version;
@@ -144,6 +156,7 @@ impl Plan {
             pod_subnet: c.pod_subnet.to_string(),
             service_subnet: c.service_subnet.to_string(),
             control_plane_endpoint: c.control_plane_endpoint.clone(),
+            load_balancer: c.load_balancer,
             control_plane_schedulable: c
                 .control_plane_schedulable
                 .unwrap_or(!inv.hosts.iter().any(|h| h.role == Role::Worker)),

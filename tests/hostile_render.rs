@@ -391,6 +391,7 @@ fn scripts(p: &Plan, v: &str) -> Vec<(String, String)> {
             context! {
                 images => vec![context! { path => v, sha256 => v }], fast => true,
                 runtime => p.runtime.as_str(), cp_state => true, admin_sha256 => v, cni_manifest => v,
+                endpoint_host => v, endpoint_port => 6443u16,
                 // prepare's fast path shares the template
                 hosts => Vec::<String>::new(),
             },

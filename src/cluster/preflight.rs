@@ -51,11 +51,14 @@ pub async fn gather(run: &mut Run, fast: bool) {
         .iter()
         .map(|i| context! { path => i.remote.clone(), sha256 => i.sha256.clone() })
         .collect();
+    let probe = p.external_endpoint();
+    let first = p.control_plane().name.clone();
     let scripts: Vec<Result<String, String>> = run
         .hosts
         .iter()
         .map(|h| {
             let cp = h.node.role == Role::ControlPlane;
+            let first_cp = h.node.name == first;
             let script = crate::templates::script(
                 "scripts/facts.sh.j2",
                 context! {
@@ -65,6 +68,8 @@ pub async fn gather(run: &mut Run, fast: bool) {
                     cp_state => cp,
                     admin_sha256 => if fast && cp { super::prepare::kubeconfig_source_sha(p) } else { String::new() },
                     cni_manifest => super::network::CNI_MANIFEST,
+                    endpoint_host => probe.as_ref().filter(|_| first_cp).map(|e| e.0.clone()),
+                    endpoint_port => probe.as_ref().map(|e| e.1),
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -123,6 +128,16 @@ pub fn version_change(f: &Facts, want: &str) -> Option<String> {
     ))
 }
 
+/// What the control plane's probe of an external endpoint found wrong (templates/scripts/
+/// facts.sh.j2: `open`, `refused`, `timeout` or `error <reason>`; absent when not probed).
+fn endpoint_problem(probe: &str) -> Option<String> {
+    match probe {
+        "" | "open" | "refused" => None,
+        "timeout" => Some("no answer in 5 s".into()),
+        other => Some(other.strip_prefix("error ").unwrap_or(other).to_string()),
+    }
+}
+
 fn kernel_ok(release: &str) -> bool {
     let mut it = release.split(|c: char| !c.is_ascii_digit());
     let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -149,6 +164,17 @@ pub fn check(run: &Run, upgrading: bool) -> Vec<Finding> {
         let name = h.node.name.as_str();
         if f.0.is_empty() {
             continue;
+        }
+        if let Some(why) = endpoint_problem(f.get("endpoint_tcp")) {
+            add(
+                name,
+                true,
+                "endpoint",
+                format!(
+                    "nothing answers at controlPlaneEndpoint {ep} from {name} ({why}): with `loadBalancer: external` a load balancer of yours must listen there and pass TCP to port 6443 of the control plane; start or fix it (before `kubeadm init` a refused connection is fine: the load balancer is there, its API server not yet), or set controlPlaneEndpoint to the control plane's own address",
+                    ep = run.plan.api_endpoint
+                ),
+            );
         }
         if f.get("uid") != "0" {
             add(
@@ -324,6 +350,21 @@ pub fn apply(run: &mut Run, findings: &[Finding]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_that_refuses_is_there_one_that_times_out_is_not() {
+        for ok in ["", "open", "refused"] {
+            assert_eq!(endpoint_problem(ok), None, "{ok}");
+        }
+        assert_eq!(
+            endpoint_problem("timeout").as_deref(),
+            Some("no answer in 5 s")
+        );
+        assert_eq!(
+            endpoint_problem("error No route to host").as_deref(),
+            Some("No route to host")
+        );
+    }
 
     #[test]
     fn a_running_cluster_keeps_its_version() {

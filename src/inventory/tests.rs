@@ -276,28 +276,37 @@ fn control_plane_count() {
         "{e}"
     );
     assert!(e.contains("set `loadBalancer: external`"), "{e}");
-    let external = one.replace(
-        "  name: lab\n",
-        "  name: lab\n  loadBalancer: external\n",
-    );
+    let external = one.replace("  name: lab\n", "  name: lab\n  loadBalancer: external\n");
     let inv = ok(&external);
     assert_eq!(inv.api_endpoint(), "192.168.56.100:6443");
     assert_eq!(inv.cluster.load_balancer, Some(LoadBalancer::External));
     let e = err(&one.replace("  name: lab\n", "  name: lab\n  loadBalancer: kube-vip\n"));
     assert!(e.contains("3:17: cluster.loadBalancer: kube-vip is not supported yet: nothing would answer at 192.168.56.100"), "{e}");
     let e = err(&one.replace("  name: lab\n", "  name: lab\n  loadBalancer: haproxy\n"));
-    assert!(e.contains("cluster.loadBalancer: \"haproxy\" is not a load balancer; allowed: kube-vip, external"), "{e}");
+    assert!(
+        e.contains(
+            "cluster.loadBalancer: \"haproxy\" is not a load balancer; allowed: kube-vip, external"
+        ),
+        "{e}"
+    );
     // The endpoint is a host's own address, or a DNS name: external by default.
     for ep in ["192.168.56.10:6443", "k8s-api.example.com"] {
         let inv = ok(&BASE.replace(
             "  name: lab\n",
             &format!("  name: lab\n  controlPlaneEndpoint: {ep}\n"),
         ));
-        assert_eq!(inv.cluster.load_balancer, Some(LoadBalancer::External), "{ep}");
+        assert_eq!(
+            inv.cluster.load_balancer,
+            Some(LoadBalancer::External),
+            "{ep}"
+        );
     }
     assert_eq!(ok(BASE).cluster.load_balancer, None);
     let e = err(&BASE.replace("  name: lab\n", "  name: lab\n  loadBalancer: external\n"));
-    assert!(e.contains("cluster.loadBalancer: a load balancer needs `controlPlaneEndpoint`"), "{e}");
+    assert!(
+        e.contains("cluster.loadBalancer: a load balancer needs `controlPlaneEndpoint`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -501,7 +501,9 @@ fn ipv6_endpoints_are_bracketed() {
     ] {
         let inv = ok(&two.replace(
             "  name: lab\n",
-            &format!("  name: lab\n  controlPlaneEndpoint: \"{written}\"\n  loadBalancer: external\n"),
+            &format!(
+                "  name: lab\n  controlPlaneEndpoint: \"{written}\"\n  loadBalancer: external\n"
+            ),
         ));
         assert_eq!(inv.api_endpoint(), want, "{written}");
         if written.contains(':') && !written.starts_with("lb") {

@@ -11,7 +11,11 @@ use super::Ctx;
 /// an IP that no host has (a virtual IP someone must hold), else external (a DNS name, or a host's
 /// own address). None without an endpoint; `loadBalancer` alone is an error. kube-vip is refused
 /// until kubestrap deploys it: accepting it would build a cluster whose endpoint nobody answers.
-pub(crate) fn load_balancer(ctx: &mut Ctx, c: &ClusterParts, hosts: &[Host]) -> Option<LoadBalancer> {
+pub(crate) fn load_balancer(
+    ctx: &mut Ctx,
+    c: &ClusterParts,
+    hosts: &[Host],
+) -> Option<LoadBalancer> {
     let Some(ep) = &c.endpoint else {
         if let Some((_, pos)) = c.load_balancer {
             ctx.err(
@@ -23,7 +27,11 @@ pub(crate) fn load_balancer(ctx: &mut Ctx, c: &ClusterParts, hosts: &[Host]) -> 
         return None;
     };
     let host = split_host_port(ep).map(|(h, _)| h).unwrap_or_default();
-    let ip: Option<IpAddr> = host.trim_start_matches('[').trim_end_matches(']').parse().ok();
+    let ip: Option<IpAddr> = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok();
     let owner = ip.and_then(|ip| {
         hosts
             .iter()
@@ -40,7 +48,9 @@ pub(crate) fn load_balancer(ctx: &mut Ctx, c: &ClusterParts, hosts: &[Host]) -> 
             None => (
                 c.endpoint_pos,
                 "cluster.controlPlaneEndpoint",
-                format!(" ({host} is no host's address, so the load balancer defaults to kube-vip)"),
+                format!(
+                    " ({host} is no host's address, so the load balancer defaults to kube-vip)"
+                ),
             ),
         };
         ctx.err(
