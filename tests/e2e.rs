@@ -48,26 +48,8 @@ fn assert_noop_rerun(inv: &Path) {
 
 /// A node's InternalIP and whether it is Ready, from `kubectl get nodes -o json`.
 fn node_status(nodes: &serde_json::Value, name: &str) -> (String, bool, serde_json::Value) {
-    let node = nodes["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("node {name} not registered: {nodes}"));
-    let ip = node["status"]["addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let ready = node["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    (ip, ready, node.clone())
+    let n = common::kubectl::node(nodes, name);
+    (n.internal_ip, n.ready, n.json)
 }
 
 /// Everything a built cluster must show on its hosts.

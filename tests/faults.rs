@@ -162,18 +162,9 @@ impl Lab {
 
     /// name -> Ready, for every registered node.
     fn nodes(&self) -> Vec<(String, bool)> {
-        self.kubectl_nodes()["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                let ready = n["status"]["conditions"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                (n["metadata"]["name"].as_str().unwrap().to_string(), ready)
-            })
+        common::kubectl::nodes(&self.kubectl_nodes())
+            .into_iter()
+            .map(|n| (n.name, n.ready))
             .collect()
     }
 

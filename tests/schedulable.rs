@@ -18,21 +18,10 @@ use common::kubestrap_timed as kubestrap;
 use common::lab::Lab;
 use common::{changes, event, text};
 
-const TAINT: &str = "node-role.kubernetes.io/control-plane";
-
 /// Whether node NAME carries the control-plane NoSchedule taint, as the console's real kubectl sees it.
 fn tainted(kubeconfig: &Path, name: &str) -> bool {
     let v = common::kubectl::nodes_json(kubeconfig, "1.31.2");
-    let node = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name}: {v}"));
-    node["spec"]["taints"].as_array().is_some_and(|ts| {
-        ts.iter()
-            .any(|t| t["key"] == TAINT && t["effect"] == "NoSchedule")
-    })
+    common::kubectl::node(&v, name).control_plane_taint
 }
 
 /// The inventory with `controlPlaneSchedulable` set (Some) or left out (None).

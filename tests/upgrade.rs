@@ -50,26 +50,9 @@ fn s(p: &Path) -> &str {
 /// the cluster's minor on the console, through kubestrap's kubeconfig (refreshed by the upgrade).
 fn nodes(lab: &Lab, version: &str) -> Vec<(String, String, bool, bool)> {
     let kubeconfig = lab.dir.path().join(".kubestrap/lab/kubeconfig");
-    let v = common::kubectl::nodes_json(&kubeconfig, version);
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let ready = n["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-            (
-                n["metadata"]["name"].as_str().unwrap().to_string(),
-                n["status"]["nodeInfo"]["kubeletVersion"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                ready,
-                n["spec"]["unschedulable"].as_bool().unwrap_or(false),
-            )
-        })
+    common::kubectl::nodes(&common::kubectl::nodes_json(&kubeconfig, version))
+        .into_iter()
+        .map(|n| (n.name, n.kubelet_version, n.ready, n.cordoned))
         .collect()
 }
 

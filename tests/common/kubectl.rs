@@ -44,3 +44,60 @@ pub fn nodes_json(kubeconfig: &Path, version: &str) -> serde_json::Value {
         )
     })
 }
+
+/// One node of a `kubectl get nodes -o json` list, as the tests look at it.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // each test binary reads the fields it needs
+pub struct Node {
+    pub name: String,
+    pub ready: bool,
+    pub internal_ip: String,
+    pub kubelet_version: String,
+    /// `spec.unschedulable`: cordoned.
+    pub cordoned: bool,
+    /// kubeadm's `node-role.kubernetes.io/control-plane:NoSchedule` taint.
+    pub control_plane_taint: bool,
+    /// The node object itself.
+    pub json: serde_json::Value,
+}
+
+/// The nodes of a `get nodes -o json` list.
+#[allow(dead_code)]
+pub fn nodes(list: &serde_json::Value) -> Vec<Node> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a node list: {list}"))
+        .iter()
+        .map(|n| Node {
+            name: s(&n["metadata"]["name"]),
+            ready: n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            }),
+            internal_ip: n["status"]["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+                .map(|a| s(&a["address"]))
+                .unwrap_or_default(),
+            kubelet_version: s(&n["status"]["nodeInfo"]["kubeletVersion"]),
+            cordoned: n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+            control_plane_taint: n["spec"]["taints"].as_array().is_some_and(|ts| {
+                ts.iter().any(|t| {
+                    t["key"] == "node-role.kubernetes.io/control-plane"
+                        && t["effect"] == "NoSchedule"
+                })
+            }),
+            json: n.clone(),
+        })
+        .collect()
+}
+
+/// Node NAME of the list (panics naming the list when it is not there).
+#[allow(dead_code)]
+pub fn node(list: &serde_json::Value, name: &str) -> Node {
+    nodes(list)
+        .into_iter()
+        .find(|n| n.name == name)
+        .unwrap_or_else(|| panic!("node {name} not registered: {list}"))
+}
