@@ -1,13 +1,19 @@
-//! Authentication material: private keys (decrypted once per run and shared by every host, the
-//! passphrase read from `ssh.passphraseEnv` or asked once on the terminal) and ssh-agent.
+//! Authentication: the material (private keys decrypted once per run and shared by every host,
+//! the passphrase read from `ssh.passphraseEnv` or asked once on the terminal; ssh-agent) and the
+//! login itself on a fresh connection (`authenticate`: key files, agent keys, then the password).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use russh::client::Handle;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{self, PrivateKey, PublicKey};
+use russh::keys::ssh_key::HashAlg;
+use russh::keys::{self, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+
+use super::connect::{timed, ClientHandler, Endpoint};
+use super::{SshError, Target};
 
 /// Private keys loaded once per run and shared across hosts, plus where ssh-agent listens.
 pub struct KeyCache {
@@ -187,6 +193,179 @@ fn read_secret(prompt: &str) -> std::io::Result<String> {
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
     }
     result
+}
+
+fn default_identities() -> Vec<PathBuf> {
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        return vec![];
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|n| home.join(".ssh").join(n))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// Try, in order: each key file (through ssh-agent when the agent holds it, so an encrypted key
+/// needs no passphrase), the agent's other keys, then the password. Returns what worked.
+pub(super) async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    target: &Target,
+    ep: &Endpoint<'_>,
+    keys: &KeyCache,
+) -> Result<String, SshError> {
+    let limit = target.connect_timeout;
+    let user = ep.user.to_string();
+    let lost = |e: String| SshError::Lost(format!("{}during authentication: {e}", ep.label));
+    let timeout = || {
+        SshError::Lost(format!(
+            "{}the server did not answer authentication within {}s",
+            ep.label,
+            limit.as_secs()
+        ))
+    };
+    let rsa_hash = timed(limit, timeout, async {
+        Ok(handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten())
+    })
+    .await?;
+    let hash_for = |k: &PublicKey| {
+        if k.algorithm().is_rsa() {
+            rsa_hash
+        } else {
+            None
+        }
+    };
+    let mut agent = keys.agent().await;
+    let agent_keys: Vec<PublicKey> = match agent.as_mut() {
+        Some(a) => a
+            .request_identities()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| match id {
+                keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
+                _ => None,
+            })
+            .collect(),
+        None => vec![],
+    };
+    let files = if ep.identity_files.is_empty() {
+        default_identities()
+    } else {
+        ep.identity_files.clone()
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut tried: Vec<PublicKey> = Vec::new();
+    for path in &files {
+        let public = KeyCache::public_of(path);
+        let in_agent = public
+            .as_ref()
+            .filter(|p| agent_keys.iter().any(|a| a.key_data() == p.key_data()));
+        let ok = if let (Some(pubkey), Some(a)) = (in_agent, agent.as_mut()) {
+            tried.push(pubkey.clone());
+            let r = timed(limit, timeout, async {
+                Ok(handle
+                    .authenticate_publickey_with(user.clone(), pubkey.clone(), hash_for(pubkey), a)
+                    .await)
+            })
+            .await?;
+            match r {
+                Ok(r) => r.success(),
+                Err(e) => {
+                    problems.push(format!(
+                        "ssh-agent could not sign with {}: {e}",
+                        path.display()
+                    ));
+                    false
+                }
+            }
+        } else {
+            match keys.load(path, target.passphrase_env.as_deref()) {
+                Ok(key) => {
+                    tried.push(key.public_key().clone());
+                    let hash = hash_for(key.public_key());
+                    timed(limit, timeout, async {
+                        handle
+                            .authenticate_publickey(
+                                user.clone(),
+                                PrivateKeyWithHashAlg::new(key, hash),
+                            )
+                            .await
+                            .map_err(|e| lost(e.to_string()))
+                    })
+                    .await?
+                    .success()
+                }
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            }
+        };
+        if ok {
+            return Ok(format!("key {}", path.display()));
+        }
+        problems.push(format!("the server refused the key {}", path.display()));
+    }
+    if let Some(a) = agent.as_mut() {
+        for k in agent_keys
+            .iter()
+            .filter(|k| !tried.iter().any(|t| t.key_data() == k.key_data()))
+        {
+            let r = timed(limit, timeout, async {
+                Ok(handle
+                    .authenticate_publickey_with(user.clone(), k.clone(), hash_for(k), a)
+                    .await)
+            })
+            .await?;
+            if matches!(r, Ok(ref r) if r.success()) {
+                return Ok(format!(
+                    "an ssh-agent key ({})",
+                    k.fingerprint(HashAlg::Sha256)
+                ));
+            }
+        }
+        if !agent_keys.is_empty() {
+            problems.push(format!(
+                "the server refused all {} ssh-agent key(s)",
+                agent_keys.len()
+            ));
+        }
+    }
+    if let Some(pw) = ep.password {
+        let r = timed(limit, timeout, async {
+            handle
+                .authenticate_password(user.clone(), pw)
+                .await
+                .map_err(|e| lost(e.to_string()))
+        })
+        .await?;
+        if r.success() {
+            return Ok(format!(
+                "the password from ${}",
+                target.password_env.as_deref().unwrap_or("?")
+            ));
+        }
+        problems.push(format!(
+            "the server refused the password from ${} (ssh.passwordEnv)",
+            target.password_env.as_deref().unwrap_or("?")
+        ));
+    }
+    if files.is_empty() && agent_keys.is_empty() && ep.password.is_none() {
+        problems.push(
+            "nothing to log in with: no ssh.identityFile, no ~/.ssh/id_* key, no ssh-agent key (SSH_AUTH_SOCK) and no ssh.passwordEnv"
+                .into(),
+        );
+    }
+    Err(SshError::Auth {
+        user: format!("{}{}", ep.label, ep.user),
+        reason: problems.join("; "),
+    })
 }
 
 #[cfg(test)]
