@@ -174,11 +174,21 @@ impl Plan {
         })
     }
 
+    /// The first control plane: the one `kubeadm init` runs on.
     pub fn control_plane(&self) -> &Node {
         self.nodes
             .iter()
             .find(|n| n.role == Role::ControlPlane)
             .expect("validated inventory has a control plane")
+    }
+    /// More than one control plane: `kubeadm init --upload-certs`, and the others join with
+    /// `controlPlane` in their JoinConfiguration, one at a time.
+    pub fn several_control_planes(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count()
+            > 1
     }
 }
 

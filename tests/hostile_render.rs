@@ -535,6 +535,7 @@ fn hostile_values_parse_back_unchanged_from_the_yaml() {
             token: token.clone(),
             ca_pin: v.to_string(),
             endpoint: v.to_string(),
+            certificate_key: None,
         };
         let j = yaml_docs(&join::render_join(&p, &p.nodes[1], &b).unwrap());
         assert_eq!(j.len(), 1);

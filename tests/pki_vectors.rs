@@ -491,3 +491,32 @@ fn generated_ca_pin_matches_openssl() {
     let other = pki::generate_ca("lab").unwrap();
     assert_ne!(other.pin, ca.pin);
 }
+
+/// `kubeadm init --upload-certs` output (case B) carries kubestrap's certificate key in its
+/// control-plane join command; any other key, or output without that command (case A), is refused
+/// before a control plane joins with a key kubeadm never used.
+#[test]
+fn the_control_plane_join_must_carry_our_certificate_key() {
+    use kubestrap::cluster::init::verify_control_plane_join;
+    use kubestrap::pki::CertificateKey;
+    let ex = join_examples();
+    let out = |c: char| ex.iter().find(|e| e.0 == c).unwrap().2.clone();
+    let ours = CertificateKey::parse(CERT_KEY).unwrap();
+    assert!(verify_control_plane_join(&out('B'), &ours).is_ok());
+    let other = CertificateKey::generate();
+    let e = verify_control_plane_join(&out('B'), &other).unwrap_err();
+    assert!(
+        e.message.contains("not the one kubestrap generated"),
+        "{}",
+        e.message
+    );
+    assert!(!e.message.contains(CERT_KEY), "the key must not be printed");
+    let e = verify_control_plane_join(&out('A'), &ours).unwrap_err();
+    assert!(
+        e.message.contains("printed no control-plane join command"),
+        "{}",
+        e.message
+    );
+    // Without --upload-certs (case C) the control-plane command has no key: refused too.
+    assert!(verify_control_plane_join(&out('C'), &ours).is_err());
+}

@@ -29,6 +29,7 @@ fn bootstrap(p: &Plan) -> init::Bootstrap {
         token: token(),
         ca_pin: PIN.into(),
         endpoint: p.api_endpoint.clone(),
+        certificate_key: None,
     }
 }
 
@@ -80,6 +81,55 @@ fn init_taints_follow_control_plane_schedulable() {
     let p = plan("1.30.4", "containerd", "  controlPlaneSchedulable: true\n");
     let d = docs(&init::render_init(&p, &token()).unwrap());
     assert_eq!(d[0]["nodeRegistration"]["taints"], serde_json::json!([]));
+}
+
+/// Several control planes: validation refuses them until highly available control planes are
+/// built, so the plan is edited here (w1 becomes a control plane).
+fn ha_plan() -> Plan {
+    let mut p = plan(
+        "1.31.2",
+        "containerd",
+        "  controlPlaneEndpoint: k8s-api.example.com:6443\n",
+    );
+    p.nodes[1].role = kubestrap::plan::Role::ControlPlane;
+    p
+}
+
+#[test]
+fn several_control_planes_share_a_certificate_key() {
+    use kubestrap::pki::CertificateKey;
+    let key = CertificateKey::parse(&"ab".repeat(32)).unwrap();
+    assert!(!plan("1.31.2", "containerd", "").several_control_planes());
+    let p = ha_plan();
+    assert!(p.several_control_planes());
+    // init: the key in the InitConfiguration, never on a command line.
+    let d = docs(&init::render_init_with(&p, &token(), Some(&key)).unwrap());
+    assert_eq!(d[0]["certificateKey"], key.expose());
+    assert_eq!(d[1]["controlPlaneEndpoint"], "k8s-api.example.com:6443");
+    let d = docs(&init::render_init(&p, &token()).unwrap());
+    assert!(d[0].get("certificateKey").is_none(), "{}", d[0]);
+    // The second control plane joins as one, with its own API endpoint and the key.
+    let mut b = bootstrap(&p);
+    assert!(
+        join::render_join(&p, &p.nodes[1], &b).is_err(),
+        "a control plane needs the key"
+    );
+    b.certificate_key = Some(key.clone());
+    let j = docs(&join::render_join(&p, &p.nodes[1], &b).unwrap());
+    let cp = &j[0]["controlPlane"];
+    assert_eq!(cp["localAPIEndpoint"]["advertiseAddress"], "192.168.56.11");
+    assert_eq!(cp["localAPIEndpoint"]["bindPort"], 6443);
+    assert_eq!(cp["certificateKey"], key.expose());
+    assert_eq!(j[0]["discovery"]["bootstrapToken"]["caCertHashes"][0], PIN);
+    assert!(
+        j[0]["nodeRegistration"].get("taints").is_none(),
+        "tainted like kubeadm's default"
+    );
+    // A worker's JoinConfiguration has no controlPlane, key or not.
+    let w = plan("1.31.2", "containerd", "");
+    let j = docs(&join::render_join(&w, &w.nodes[1], &b).unwrap());
+    assert!(j[0].get("controlPlane").is_none(), "{}", j[0]);
+    assert!(!serde_json::to_string(&j).unwrap().contains(key.expose()));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use minijinja::context;
 
 use super::phase::Step;
 use super::{run_script, Run, StepError};
-use crate::pki::{self, BootstrapToken};
+use crate::pki::{self, BootstrapToken, CertificateKey};
 use crate::plan::Plan;
 use crate::ssh::Session;
 
@@ -19,6 +19,9 @@ pub struct Bootstrap {
     pub token: BootstrapToken,
     pub ca_pin: String,
     pub endpoint: String,
+    /// With several control planes: the key the shared certificates were uploaded with
+    /// (`kubeadm-certs`), made on the console; the other control planes join with it.
+    pub certificate_key: Option<CertificateKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +120,17 @@ pub fn token_script(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> 
 }
 
 pub fn render_init(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> {
+    render_init_with(p, token, None)
+}
+
+/// The InitConfiguration; with `certificate_key` (several control planes) it carries
+/// `certificateKey`, which `kubeadm init --upload-certs` encrypts the shared certificates with
+/// (kubeadm refuses `--certificate-key` beside `--config`, and argv is no place for a secret).
+pub fn render_init_with(
+    p: &Plan,
+    token: &BootstrapToken,
+    certificate_key: Option<&CertificateKey>,
+) -> anyhow::Result<String> {
     let cp = p.control_plane();
     let mut sans = vec![cp.internal_address.clone()];
     if cp.address != cp.internal_address && !is_loopback(&cp.address) {
@@ -130,6 +144,7 @@ pub fn render_init(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> {
             cluster_name => p.cluster_name.clone(),
             token => token.expose(),
             token_ttl => "2h0m0s",
+            certificate_key => certificate_key.map(|k| k.expose().to_string()),
             node => context! { name => cp.name.clone(), internal_address => cp.internal_address.clone() },
             cri_socket => p.cri_socket,
             version => p.version.clone(),
@@ -239,6 +254,7 @@ pub async fn run(
                 token,
                 ca_pin: pin,
                 endpoint: p.api_endpoint.clone(),
+                certificate_key: None,
             },
             nodes,
         ));
@@ -246,6 +262,10 @@ pub async fn run(
 
     let token = pki::generate_token();
     run.redactor.add(token.expose());
+    let certificate_key = p.several_control_planes().then(CertificateKey::generate);
+    if let Some(k) = &certificate_key {
+        run.redactor.add(k.expose());
+    }
     let redactor = run.redactor.clone();
     let result = async {
         let expected_pin = if p.console_ca {
@@ -253,14 +273,16 @@ pub async fn run(
         } else {
             None
         };
-        let config = render_init(&p, &token).map_err(|e| StepError::new(Step::Init, e.to_string()))?;
+        let config = render_init_with(&p, &token, certificate_key.as_ref())
+            .map_err(|e| StepError::new(Step::Init, e.to_string()))?;
+        let upload = if certificate_key.is_some() { " --upload-certs" } else { "" };
         sess.put_file(INIT_CONFIG, config.as_bytes(), 0o600, p.timeouts.command)
             .await
             .map_err(|e| StepError::from_ssh(Step::Init, e))?;
         let out = sess
             .script(
                 Step::Init.as_str(),
-                &with_deadline(&format!("kubeadm init --config {INIT_CONFIG}"), p.timeouts.init),
+                &with_deadline(&format!("kubeadm init --config {INIT_CONFIG}{upload}"), p.timeouts.init),
                 ssh_limit(p.timeouts.init),
             )
             .await
@@ -278,6 +300,9 @@ pub async fn run(
             }
         }
         verify_init_output(&out.stdout, &token, &pin)?;
+        if let Some(k) = &certificate_key {
+            verify_control_plane_join(&out.stdout, k)?;
+        }
         Ok(pin)
     }
     .await;
@@ -291,6 +316,7 @@ pub async fn run(
                     token,
                     ca_pin: pin,
                     endpoint: p.api_endpoint.clone(),
+                    certificate_key,
                 },
                 nodes,
             ))
@@ -333,6 +359,30 @@ pub fn verify_init_output(
                 "kubeadm printed CA hash {} but /etc/kubernetes/pki/ca.crt has pin {pin}; refusing to join workers to an unverified CA",
                 worker.ca_cert_hashes.join(",")
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// With `--upload-certs`, kubeadm prints a control-plane join command; it must carry the
+/// certificate key kubestrap made (kubeadm encrypted the shared certificates with it).
+pub fn verify_control_plane_join(stdout: &str, key: &CertificateKey) -> Result<(), StepError> {
+    let cmds = pki::parse_join_command(stdout).map_err(|e| {
+        StepError::new(
+            Step::Capture,
+            format!("kubeadm init succeeded but its join commands could not be read: {e}"),
+        )
+    })?;
+    let cp = cmds.iter().find(|c| c.control_plane).ok_or_else(|| {
+        StepError::new(
+            Step::Capture,
+            "kubeadm init --upload-certs printed no control-plane join command: the certificates were not uploaded",
+        )
+    })?;
+    if cp.certificate_key.as_ref() != Some(key) {
+        return Err(StepError::new(
+            Step::Capture,
+            "the certificate key in kubeadm's control-plane join command is not the one kubestrap generated",
         ));
     }
     Ok(())

@@ -14,7 +14,17 @@ use crate::ssh::Session;
 
 pub const JOIN_CONFIG: &str = "/etc/kubestrap/kubeadm-join.yaml";
 
+/// A worker's JoinConfiguration, or a control plane's (with `controlPlane`: its own API endpoint
+/// and the certificate key the shared certificates were uploaded with).
 pub fn render_join(p: &Plan, node: &Node, b: &Bootstrap) -> anyhow::Result<String> {
+    let certificate_key = match (node.role, &b.certificate_key) {
+        (Role::ControlPlane, Some(k)) => Some(k.expose().to_string()),
+        (Role::ControlPlane, None) => anyhow::bail!(
+            "{} joins as a control plane, but no certificate key was uploaded for it",
+            node.name
+        ),
+        (Role::Worker, _) => None,
+    };
     crate::templates::render(
         "kubeadm/join.yaml.j2",
         context! {
@@ -25,6 +35,8 @@ pub fn render_join(p: &Plan, node: &Node, b: &Bootstrap) -> anyhow::Result<Strin
             ca_pin => b.ca_pin.clone(),
             node => context! { name => node.name.clone(), internal_address => node.internal_address.clone() },
             cri_socket => p.cri_socket,
+            certificate_key => certificate_key,
+            schedulable => p.control_plane_schedulable,
         },
     )
 }
