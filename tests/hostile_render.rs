@@ -359,6 +359,15 @@ fn scripts(p: &Plan, v: &str) -> Vec<(String, String)> {
         ("reset".into(), reset::render(p).unwrap()),
         ("token".into(), init::token_script(p, &token).unwrap()),
         (
+            "upload-certs".into(),
+            init::upload_certs_script(
+                p,
+                &token,
+                &kubestrap::pki::CertificateKey::parse(&"ab".repeat(32)).unwrap(),
+            )
+            .unwrap(),
+        ),
+        (
             "upgrade-check-cp".into(),
             upgrade::render_check(p, &cp, true, None).unwrap(),
         ),

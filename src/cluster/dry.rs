@@ -163,7 +163,7 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
     for h in run
         .hosts
         .iter()
-        .filter(|h| h.node.role == Role::Worker && h.alive())
+        .filter(|h| h.node.name != cp_name && h.alive())
     {
         let kubelet_conf = h.facts.yes("kubelet_conf");
         let is_registered = registered.contains(&h.node.name);
@@ -179,16 +179,29 @@ pub fn cluster_steps(run: &Run, host_changes: bool) -> Vec<Step> {
                 ),
             ));
         }
-        joins.push(h.node.name.clone());
+        joins.push((h.node.name.clone(), h.node.role == Role::ControlPlane));
     }
     if initialised && !joins.is_empty() {
         out.push(step(&cp_name, "create a bootstrap token (2h)".into()));
     }
-    for j in &joins {
+    if initialised && joins.iter().any(|(_, cp)| *cp) {
         out.push(step(
-            j,
-            format!("kubeadm join {} (CA pinned)", p.api_endpoint),
+            &cp_name,
+            "upload the control-plane certificates (kubeadm-certs, 2h)".into(),
         ));
+    }
+    // Control planes first, one at a time, then the workers: the order `up` joins them in.
+    joins.sort_by_key(|(_, cp)| !*cp);
+    for (j, cp) in &joins {
+        let what = if *cp {
+            format!(
+                "kubeadm join {} as a control plane (CA pinned, one at a time)",
+                p.api_endpoint
+            )
+        } else {
+            format!("kubeadm join {} (CA pinned)", p.api_endpoint)
+        };
+        out.push(step(j, what));
     }
     let all_ready = nodes.as_ref().is_some_and(|ns| {
         p.nodes

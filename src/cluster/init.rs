@@ -7,7 +7,7 @@ use minijinja::context;
 use super::phase::Step;
 use super::{run_script, Run, StepError};
 use crate::pki::{self, BootstrapToken, CertificateKey};
-use crate::plan::Plan;
+use crate::plan::{Plan, Role};
 use crate::ssh::Session;
 
 pub const INIT_CONFIG: &str = "/etc/kubestrap/kubeadm-init.yaml";
@@ -116,6 +116,27 @@ pub fn token_script(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> 
         "set -e\numask 077\nd=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT\n\
          cat > \"$d/token.yaml\" <<'{EOF}'\n{config}{EOF}\n\
          kubeadm token create --config \"$d/token.yaml\" >/dev/null\n"
+    ))
+}
+
+/// `kubeadm init phase upload-certs --upload-certs` on a running control plane, with the new key
+/// in a private 0600 InitConfiguration (`--certificate-key` would put it in argv); kubeadm prints
+/// the key, so its output goes nowhere.
+pub fn upload_certs_script(
+    p: &Plan,
+    token: &BootstrapToken,
+    key: &CertificateKey,
+) -> anyhow::Result<String> {
+    let config = render_init_with(p, token, Some(key))?;
+    const EOF: &str = "KUBESTRAP_CERTS_EOF";
+    anyhow::ensure!(
+        !config.lines().any(|l| l == EOF),
+        "the upload-certs configuration holds the line {EOF}"
+    );
+    Ok(format!(
+        "set -e\numask 077\nd=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT\n\
+         cat > \"$d/init.yaml\" <<'{EOF}'\n{config}{EOF}\n\
+         kubeadm init phase upload-certs --upload-certs --config \"$d/init.yaml\" >/dev/null\n"
     ))
 }
 
@@ -249,12 +270,43 @@ pub async fn run(
                 }
             }
         }
+        // Another control plane will join: the shared certificates go up again under a fresh
+        // key (the Secret from init, or from an earlier run, expires after 2 h).
+        let first = p.control_plane().name.clone();
+        let cp_joins = run.hosts.iter().any(|h| {
+            h.node.role == Role::ControlPlane
+                && h.node.name != first
+                && h.alive()
+                && (!h.facts.yes("kubelet_conf") || !nodes.iter().any(|n| n.name == h.node.name))
+        });
+        let mut certificate_key = None;
+        if cp_joins {
+            let key = CertificateKey::generate();
+            run.redactor.add(key.expose());
+            let script = match upload_certs_script(&p, &token, &key) {
+                Ok(s) => s,
+                Err(e) => {
+                    run.fail(cp, StepError::new(Step::Token, e.to_string()));
+                    return None;
+                }
+            };
+            match run_script(&sess, Step::Token, &script, p.timeouts.command).await {
+                Ok(_) => run.hosts[cp]
+                    .changes
+                    .push("uploaded the control-plane certificates (kubeadm-certs, 2h)".into()),
+                Err(e) => {
+                    run.fail(cp, e);
+                    return None;
+                }
+            }
+            certificate_key = Some(key);
+        }
         return Some((
             Bootstrap {
                 token,
                 ca_pin: pin,
                 endpoint: p.api_endpoint.clone(),
-                certificate_key: None,
+                certificate_key,
             },
             nodes,
         ));
@@ -624,6 +676,58 @@ mod tests {
         assert!(
             !std::path::Path::new(path.trim()).exists(),
             "the token file was left behind"
+        );
+    }
+
+    #[test]
+    fn upload_certs_keeps_the_certificate_key_off_the_command_line_and_the_output() {
+        use std::os::unix::fs::PermissionsExt;
+        let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\n";
+        let inv =
+            crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let p = Plan::from_inventory(&inv).unwrap();
+        let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
+        let key = CertificateKey::parse(&"c0".repeat(32)).unwrap();
+        let script = upload_certs_script(&p, &t, &key).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("kubeadm");
+        // kubeadm prints the key as its last line: that output must go nowhere.
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC/argv\"\ncfg=$6\ncp \"$cfg\" \"$REC/config\"\nstat -c %a \"$cfg\" > \"$REC/mode\"\necho '[upload-certs] Using certificate key:'\ngrep certificateKey \"$cfg\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", format!("{}:/usr/bin:/bin", d.path().display()))
+            .env("REC", d.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(key.expose()));
+        let argv = std::fs::read_to_string(d.path().join("argv")).unwrap();
+        assert!(
+            argv.starts_with("init\nphase\nupload-certs\n--upload-certs\n--config\n"),
+            "{argv}"
+        );
+        assert!(!argv.contains(key.expose()), "{argv}");
+        let config = std::fs::read_to_string(d.path().join("config")).unwrap();
+        assert!(
+            config.contains(&format!("certificateKey: \"{}\"", key.expose())),
+            "{config}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("mode"))
+                .unwrap()
+                .trim(),
+            "600"
         );
     }
 }

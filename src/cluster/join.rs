@@ -1,6 +1,7 @@
-//! Phase 5: join every worker in parallel (bounded by --concurrency) with a JoinConfiguration that
-//! pins the CA hash computed on the console. A node that is already registered is left alone; a
-//! stale or failed join is reset and tried once more.
+//! Phase 5: join the other control planes one at a time, then every worker in parallel (bounded by
+//! --concurrency), with a JoinConfiguration that pins the CA hash computed on the console (and, for
+//! a control plane, holds its API endpoint and the certificate key). A node that is already
+//! registered is left alone; a stale or failed join is reset and tried once more.
 
 use std::sync::Arc;
 
@@ -106,7 +107,7 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
     let orphans: Vec<String> = run
         .hosts
         .iter()
-        .filter(|h| h.node.role == Role::Worker && h.alive())
+        .filter(|h| h.node.name != p.control_plane().name && h.alive())
         .filter(|h| !h.facts.yes("kubelet_conf") && registered.contains(&h.node.name))
         .map(|h| h.node.name.clone())
         .collect();
@@ -131,11 +132,10 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
             }
         }
     }
-    run.each(
-        Step::Join,
-        |h| h.node.role == Role::Worker,
-        move |i, node, sess| {
-            let (p, b, ja) = (p.clone(), b.clone(), ja.clone());
+    let first = p.control_plane().name.clone();
+    let join_host = move |i: usize, node: Node, sess: Arc<Session>| {
+        let (p, b, ja) = (p.clone(), b.clone(), ja.clone());
+        {
             async move {
                 let (joined, stale) = ja[i];
                 if joined {
@@ -175,9 +175,20 @@ pub async fn run(run: &mut Run, b: &Bootstrap, registered: &[NodeStatus]) {
                     Err(e) => Err(e),
                 }
             }
-        },
+        }
+    };
+    // The other control planes strictly one at a time (stacked etcd adds one member at a time:
+    // kubeadm join returns once its member is promoted), before any worker; after a failed one
+    // the rest wait for the next run.
+    run.each_batched(
+        Step::Join,
+        1,
+        |h| h.node.role == Role::ControlPlane && h.node.name != first,
+        join_host.clone(),
     )
     .await;
+    run.each(Step::Join, |h| h.node.role == Role::Worker, join_host)
+        .await;
 }
 
 #[cfg(test)]

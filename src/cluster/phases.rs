@@ -4,7 +4,6 @@ use super::phase::{Flow, Phase, PhaseFuture, Step};
 use super::{
     connect, init, join, kubeconfig, network, preflight, prepare, schedulable, Outcome, Run,
 };
-use crate::plan::Role;
 
 /// Open one SSH session per host, in parallel.
 pub struct Connect;
@@ -105,12 +104,14 @@ impl Phase for Init {
     fn run<'a>(&'a self, run: &'a mut Run) -> PhaseFuture<'a> {
         Box::pin(async move {
             let cp = run.control_plane_index();
-            // A fresh token is needed only when some worker in this run will join: it is not a
-            // registered node, or its host has no kubelet.conf (reset or rebuilt under the same name).
+            // A fresh token is needed only when some node in this run will join (a worker or
+            // another control plane): it is not a registered node, or its host has no kubelet.conf
+            // (reset or rebuilt under the same name).
+            let first = run.hosts[cp].node.name.clone();
             let workers: Vec<(String, bool)> = run
                 .hosts
                 .iter()
-                .filter(|h| h.node.role == Role::Worker && h.alive())
+                .filter(|h| h.node.name != first && h.alive())
                 .map(|h| (h.node.name.clone(), h.facts.yes("kubelet_conf")))
                 .collect();
             run.bootstrap = init::run(run, |registered| {
