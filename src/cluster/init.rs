@@ -107,15 +107,21 @@ pub fn token_script(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> 
             cri_socket => p.cri_socket,
         },
     )?;
-    const EOF: &str = "KUBESTRAP_TOKEN_EOF";
+    with_private_config(&config, "kubeadm token create")
+}
+
+/// A script that writes `config` (which holds a secret) to a private 0600 file in a fresh
+/// directory, runs `kubeadm_cmd --config FILE` with its output discarded, and removes the file.
+fn with_private_config(config: &str, kubeadm_cmd: &str) -> anyhow::Result<String> {
+    const EOF: &str = "KUBESTRAP_CONFIG_EOF";
     anyhow::ensure!(
         !config.lines().any(|l| l == EOF),
-        "the token configuration holds the line {EOF}"
+        "the kubeadm configuration holds the line {EOF}"
     );
     Ok(format!(
         "set -e\numask 077\nd=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT\n\
-         cat > \"$d/token.yaml\" <<'{EOF}'\n{config}{EOF}\n\
-         kubeadm token create --config \"$d/token.yaml\" >/dev/null\n"
+         cat > \"$d/config.yaml\" <<'{EOF}'\n{config}{EOF}\n\
+         {kubeadm_cmd} --config \"$d/config.yaml\" >/dev/null\n"
     ))
 }
 
@@ -128,16 +134,7 @@ pub fn upload_certs_script(
     key: &CertificateKey,
 ) -> anyhow::Result<String> {
     let config = render_init_with(p, token, Some(key))?;
-    const EOF: &str = "KUBESTRAP_CERTS_EOF";
-    anyhow::ensure!(
-        !config.lines().any(|l| l == EOF),
-        "the upload-certs configuration holds the line {EOF}"
-    );
-    Ok(format!(
-        "set -e\numask 077\nd=$(mktemp -d)\ntrap 'rm -rf \"$d\"' EXIT\n\
-         cat > \"$d/init.yaml\" <<'{EOF}'\n{config}{EOF}\n\
-         kubeadm init phase upload-certs --upload-certs --config \"$d/init.yaml\" >/dev/null\n"
-    ))
+    with_private_config(&config, "kubeadm init phase upload-certs --upload-certs")
 }
 
 pub fn render_init(p: &Plan, token: &BootstrapToken) -> anyhow::Result<String> {
@@ -213,6 +210,31 @@ async fn fetch_pin(p: &Plan, sess: &Session) -> Result<String, StepError> {
     })
 }
 
+/// Run a rendered script that holds a secret on the first control plane (step `token`) and
+/// record `change`; false (the host failed) when it could not be rendered or failed.
+async fn token_step(
+    run: &mut Run,
+    sess: &Session,
+    script: anyhow::Result<String>,
+    change: &str,
+) -> bool {
+    let cp = run.control_plane_index();
+    let result = match script {
+        Ok(s) => run_script(sess, Step::Token, &s, run.plan.timeouts.command).await,
+        Err(e) => Err(StepError::new(Step::Token, e.to_string())),
+    };
+    match result {
+        Ok(_) => {
+            run.hosts[cp].changes.push(change.into());
+            true
+        }
+        Err(e) => {
+            run.fail(cp, e);
+            false
+        }
+    }
+}
+
 /// Initialise the control plane (unless it already runs) and return what workers need to join.
 /// `need_token`: whether any worker still has to join (a re-run on a healthy cluster makes none).
 pub async fn run(
@@ -252,23 +274,16 @@ pub async fn run(
         };
         let token = pki::generate_token();
         run.redactor.add(token.expose());
-        if need_token(&nodes) {
-            let script = match token_script(&p, &token) {
-                Ok(s) => s,
-                Err(e) => {
-                    run.fail(cp, StepError::new(Step::Token, e.to_string()));
-                    return None;
-                }
-            };
-            match run_script(&sess, Step::Token, &script, p.timeouts.command).await {
-                Ok(_) => run.hosts[cp]
-                    .changes
-                    .push("created a bootstrap token (2h)".into()),
-                Err(e) => {
-                    run.fail(cp, e);
-                    return None;
-                }
-            }
+        if need_token(&nodes)
+            && !token_step(
+                run,
+                &sess,
+                token_script(&p, &token),
+                "created a bootstrap token (2h)",
+            )
+            .await
+        {
+            return None;
         }
         // Another control plane will join: the shared certificates go up again under a fresh
         // key (the Secret from init, or from an earlier run, expires after 2 h).
@@ -283,21 +298,15 @@ pub async fn run(
         if cp_joins {
             let key = CertificateKey::generate();
             run.redactor.add(key.expose());
-            let script = match upload_certs_script(&p, &token, &key) {
-                Ok(s) => s,
-                Err(e) => {
-                    run.fail(cp, StepError::new(Step::Token, e.to_string()));
-                    return None;
-                }
-            };
-            match run_script(&sess, Step::Token, &script, p.timeouts.command).await {
-                Ok(_) => run.hosts[cp]
-                    .changes
-                    .push("uploaded the control-plane certificates (kubeadm-certs, 2h)".into()),
-                Err(e) => {
-                    run.fail(cp, e);
-                    return None;
-                }
+            if !token_step(
+                run,
+                &sess,
+                upload_certs_script(&p, &token, &key),
+                "uploaded the control-plane certificates (kubeadm-certs, 2h)",
+            )
+            .await
+            {
+                return None;
             }
             certificate_key = Some(key);
         }
@@ -627,27 +636,29 @@ mod tests {
 
     /// The re-run's `kubeadm token create` gets the token from a private file, never from argv:
     /// run the script with a `kubeadm` that records its argv and the file it was given.
-    #[test]
-    fn token_create_keeps_the_token_off_the_command_line() {
-        use std::os::unix::fs::PermissionsExt;
+    fn one_cp_plan() -> Plan {
         let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\n";
         let inv =
             crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
                 .unwrap_or_else(|e| panic!("{e}"));
-        let p = Plan::from_inventory(&inv).unwrap();
-        let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
-        let script = token_script(&p, &t).unwrap();
+        Plan::from_inventory(&inv).unwrap()
+    }
+
+    /// Run `script` with a fake kubeadm that records its argv, a copy of its `--config` file and
+    /// that file's mode and path, then prints `says`. -> (stdout, argv, config, mode, path).
+    fn with_fake_kubeadm(script: &str, says: &str) -> [String; 5] {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let bin = d.path().join("kubeadm");
         std::fs::write(
             &bin,
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC/argv\"\ncfg=$4\ncp \"$cfg\" \"$REC/config\"\nstat -c %a \"$cfg\" > \"$REC/mode\"\necho \"$cfg\" > \"$REC/path\"\n",
+            format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC/argv\"\nfor a; do cfg=$a; done\ncp \"$cfg\" \"$REC/config\"\nstat -c %a \"$cfg\" > \"$REC/mode\"\necho \"$cfg\" > \"$REC/path\"\n{says}\n"),
         )
         .unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(&script)
+            .arg(script)
             .env("PATH", format!("{}:/usr/bin:/bin", d.path().display()))
             .env("REC", d.path())
             .output()
@@ -657,77 +668,59 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let argv = std::fs::read_to_string(d.path().join("argv")).unwrap();
+        let read = |f: &str| std::fs::read_to_string(d.path().join(f)).unwrap();
+        [
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            read("argv"),
+            read("config"),
+            read("mode").trim().to_string(),
+            read("path").trim().to_string(),
+        ]
+    }
+
+    #[test]
+    fn token_create_keeps_the_token_off_the_command_line() {
+        let p = one_cp_plan();
+        let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
+        let [_, argv, config, mode, path] = with_fake_kubeadm(&token_script(&p, &t).unwrap(), "");
         assert!(argv.starts_with("token\ncreate\n--config\n"), "{argv}");
         assert!(!argv.contains("0123456789abcdef"), "{argv}");
-        let config = std::fs::read_to_string(d.path().join("config")).unwrap();
         assert!(
             config.contains("token: \"abcdef.0123456789abcdef\""),
             "{config}"
         );
         assert!(config.contains("kind: InitConfiguration"), "{config}");
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("mode"))
-                .unwrap()
-                .trim(),
-            "600"
-        );
-        let path = std::fs::read_to_string(d.path().join("path")).unwrap();
+        assert_eq!(mode, "600");
         assert!(
-            !std::path::Path::new(path.trim()).exists(),
+            !std::path::Path::new(&path).exists(),
             "the token file was left behind"
         );
     }
 
     #[test]
     fn upload_certs_keeps_the_certificate_key_off_the_command_line_and_the_output() {
-        use std::os::unix::fs::PermissionsExt;
-        let src = "cluster:\n  name: lab\n  kubernetesVersion: \"1.31.2\"\nhosts:\n  - name: cp1\n    address: 192.168.56.10\n    role: control-plane\n";
-        let inv =
-            crate::inventory::parse(src, std::path::Path::new("/tmp/kubestrap-test/inv.yaml"))
-                .unwrap_or_else(|e| panic!("{e}"));
-        let p = Plan::from_inventory(&inv).unwrap();
+        let p = one_cp_plan();
         let t = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
         let key = CertificateKey::parse(&"c0".repeat(32)).unwrap();
-        let script = upload_certs_script(&p, &t, &key).unwrap();
-        let d = tempfile::tempdir().unwrap();
-        let bin = d.path().join("kubeadm");
         // kubeadm prints the key as its last line: that output must go nowhere.
-        std::fs::write(
-            &bin,
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC/argv\"\ncfg=$6\ncp \"$cfg\" \"$REC/config\"\nstat -c %a \"$cfg\" > \"$REC/mode\"\necho '[upload-certs] Using certificate key:'\ngrep certificateKey \"$cfg\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env("PATH", format!("{}:/usr/bin:/bin", d.path().display()))
-            .env("REC", d.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let [stdout, argv, config, mode, path] = with_fake_kubeadm(
+            &upload_certs_script(&p, &t, &key).unwrap(),
+            "echo '[upload-certs] Using certificate key:'; grep certificateKey \"$cfg\"",
         );
-        assert!(!String::from_utf8_lossy(&out.stdout).contains(key.expose()));
-        let argv = std::fs::read_to_string(d.path().join("argv")).unwrap();
+        assert!(!stdout.contains(key.expose()), "{stdout}");
         assert!(
             argv.starts_with("init\nphase\nupload-certs\n--upload-certs\n--config\n"),
             "{argv}"
         );
         assert!(!argv.contains(key.expose()), "{argv}");
-        let config = std::fs::read_to_string(d.path().join("config")).unwrap();
         assert!(
             config.contains(&format!("certificateKey: \"{}\"", key.expose())),
             "{config}"
         );
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("mode"))
-                .unwrap()
-                .trim(),
-            "600"
+        assert_eq!(mode, "600");
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "the config file was left behind"
         );
     }
 }
