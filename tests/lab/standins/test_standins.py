@@ -554,6 +554,16 @@ class TestPreflight(Base):
         self.assertIn("error execution phase wait-control-plane: could not initialize a Kubernetes cluster", err)
         self.stop(h)
 
+    def test_endpoint_nobody_answers(self):
+        """controlPlaneEndpoint on an address nothing serves (no load balancer / VIP yet): kubeadm's clients use it,
+        so init fails in wait-control-plane, as the real one does."""
+        h = self.host("vip")
+        rc, out, err = self.init_cp(h, extra_cluster='controlPlaneEndpoint: "127.%d.250.5:6443"\n' % NET)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("[api-check] The API server is not healthy after 4m0.000429063s\n", out)
+        self.assertIn("error execution phase wait-control-plane: could not initialize a Kubernetes cluster", err)
+        self.stop(h)
+
     def test_containerd_config_needs_restart(self):
         h = self.host("rst", systemd_cgroup=False)
         h.write("/etc/containerd/config.toml", CONTAINERD_TOML % "true")  # edited but containerd not restarted
@@ -696,6 +706,18 @@ class TestCluster(Base):
                                    "--discovery-token-ca-cert-hash", self.pin)
         self.assertEqual(rc, 1)
         self.assertIn('could not find a JWS signature in the cluster-info ConfigMap for token ID "zzzzzz"', err)
+
+    def test_055_control_plane_join_needs_endpoint(self):
+        rc, out, err = self.w1.run("kubeadm", "join", "%s:6443" % self.cp.ip, "--token", TOKEN,
+                                   "--discovery-token-ca-cert-hash", self.pin, "--control-plane", "--certificate-key",
+                                   "ab" * 32)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("error execution phase preflight: \nOne or more conditions for hosting a new control plane "
+                      "instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that "
+                      "doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a "
+                      "stable controlPlaneEndpoint address.\n* The certificates that must be shared among control "
+                      "plane instances are provided.\n", err)
+        self.assertFalse(os.path.exists(self.w1.path("/etc/kubernetes/pki/ca.key")))
 
     def test_07_join_ok_and_ready_rule(self):
         cp, w1 = self.cp, self.w1
@@ -1672,8 +1694,19 @@ class TestHA(Base):
         self.assertRegex(key2, r"^[0-9a-f]{64}$")
         self.assertNotEqual(key2, self.key)
         type(self).key = key2  # the Secret now holds the certs under the new key
-        rc, out, err = self.join_cp("cp4")
+        cp4.write("/root/join.yaml", (
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
+            "    apiServerEndpoint: \"%s:6443\"\n    token: %s\n    caCertHashes: [\"%s\"]\n"
+            "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"%s\"\n    bindPort: 6443\n"
+            "  certificateKey: %s\nnodeRegistration:\n  name: cp4\n  taints: []\n"
+            % (cp1.ip, TOKEN, self.pin, cp4.ip, key2)))
+        rc, out, err = cp4.run("kubeadm", "join", "--config", cp4.path("/root/join.yaml"))
         self.assertEqual(rc, 0, out + err)
+        self.assertIn("[mark-control-plane] Marking the node cp4 as control-plane by adding the taints []\n", out)
+        code, node = self.api("cp1", "GET", "/api/v1/nodes/cp4")
+        self.assertEqual(code, 200, node)
+        self.assertEqual([t for t in node["spec"].get("taints") or [] if not t["key"].startswith("node.kubernetes.io/")],
+                         [])  # only the node controller's not-ready taint, no control-plane taint
         self.assertEqual([n for n, _ in self.members()], ["cp1", "cp2", "cp3", "cp4"])
         rc, out, err = cp4.run("kubeadm", "reset", "-f")
         self.assertEqual(rc, 0, out + err)
@@ -1710,6 +1743,7 @@ class TestHA(Base):
             if code == 200 and "qqqqqq" in [t["id"] for t in toks["items"]]:
                 break
             time.sleep(0.3)
+        self.assertEqual(code, 200, toks)
         self.assertIn("qqqqqq", [t["id"] for t in toks["items"]])
         cp2.stop_all()  # 1 of 3: quorum lost
         time.sleep(2.5)
