@@ -1183,6 +1183,14 @@ class KapiHooks:
                 data["description"] = _kapi_b64(t["description"])
             put({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
                  "metadata": _kapi_md("bootstrap-token-" + tid, "kube-system", t.get("created")), "data": data})
+        sec = st.d.get("kubeadmCerts")
+        owner = st.d["tokens"].get((sec or {}).get("owner") or "")
+        if sec and owner and (owner.get("expires") is None or owner["expires"] >= time.time()):
+            md = _kapi_md("kubeadm-certs", "kube-system", owner.get("created"))
+            md["ownerReferences"] = [{"apiVersion": "v1", "kind": "Secret", "name": "bootstrap-token-" + sec["owner"],
+                                      "uid": _kapi_uid("kube-system/bootstrap-token-" + sec["owner"]),
+                                      "blockOwnerDeletion": True, "controller": True}]
+            put({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": md, "data": dict(sec["data"])})
         put({"apiVersion": "apps/v1", "kind": "DaemonSet",
              "metadata": _kapi_md("kube-proxy", "kube-system", created, {"k8s-app": "kube-proxy"}),
              "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
@@ -1222,6 +1230,8 @@ class KapiHooks:
         g, kind, ns, name = key.split("|", 3)
         if g == "" and kind == "Secret" and ns == "kube-system" and name.startswith("bootstrap-token-"):
             st.d["tokens"].pop(name[len("bootstrap-token-"):], None)
+        if g == "" and kind == "Secret" and ns == "kube-system" and name == "kubeadm-certs":
+            st.d.pop("kubeadmCerts", None)
 
     # pods ---------------------------------------------------------------------------------------
     @staticmethod

@@ -1613,6 +1613,20 @@ class TestHA(Base):
         with self.assertRaisesRegex(ValueError, "cipher: message authentication failed"):
             C.decrypt_bytes(blob, "0" * 64)
         self.assertEqual(self.members(), [("cp1", False)])
+        kubectl = real_kubectl("1.31")
+        if kubectl:  # the real kubectl sees the Secret, owned by its bootstrap token
+            r = subprocess.run([kubectl, "--kubeconfig", cp1.path("/etc/kubernetes/admin.conf"), "-n", "kube-system",
+                                "get", "secret", "kubeadm-certs", "-o", "json"], capture_output=True, text=True,
+                               timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            o = json.loads(r.stdout)
+            self.assertEqual(o["data"]["sa.pub"], sec["data"]["sa.pub"])
+            owner = o["metadata"]["ownerReferences"][0]["name"]
+            self.assertRegex(owner, r"^bootstrap-token-[a-z0-9]{6}$")
+            r = subprocess.run([kubectl, "--kubeconfig", cp1.path("/etc/kubernetes/admin.conf"), "-n", "kube-system",
+                                "get", "secret", owner, "-o", "jsonpath={.data.description}"], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(base64.b64decode(r.stdout).decode(), "Proxy for managing TTL for the kubeadm-certs secret")
 
     def test_2_wrong_key_then_join_cp2(self):
         cp2 = self.h["cp2"]
