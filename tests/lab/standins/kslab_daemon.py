@@ -726,7 +726,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.health_checks(path)
         if path == "/version" and method == "GET":
             return self.send_json(200, self.server.version_info)
-        if not etcd.quorum():  # etcd lost quorum: every storage call times out, as etcd's client does
+        discovery = method == "GET" and (path in ("/api", "/apis", "/api/v1") or path.startswith("/openapi/") or
+                                         re.match(r"^/apis/[^/]+(/[^/]+)?$", path))
+        if not discovery and not etcd.quorum():  # etcd lost quorum: every storage call times out (discovery and
+            # openapi are served from memory, as the real kube-apiserver does)
             time.sleep(min(1.0, C.max_wait(1.0)))
             return self.send_json(500, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                         "message": "etcdserver: request timed out", "code": 500})
@@ -1468,6 +1471,7 @@ class EtcdView:
         self.me = conf.get("member") or ""
         self.crt, self.key, self.ca = conf.get("peerCrt"), conf.get("peerKey"), conf.get("caCrt")
         self._up = set()
+        self._push_err = {}
         self._lock = threading.Lock()
         st.me = self.me
         st.dirty = threading.Event()
@@ -1511,10 +1515,16 @@ class EtcdView:
 
         def one(ep):
             try:
-                C.api_request("https://" + ep, "POST", "/apis/kslab/v1/replicate", snap, ca_pem=ca_pem, cert_pem=crt,
-                              key_pem=key, timeout=3)
+                code, _ = C.api_request("https://" + ep, "POST", "/apis/kslab/v1/replicate", snap, ca_pem=ca_pem,
+                                        cert_pem=crt, key_pem=key, timeout=3)
+                err = None if code == 200 else "HTTP %s" % code
             except Exception as e:
-                log("replicate to %s: %s" % (ep, e))
+                err = str(e)
+            with self._lock:  # log changes only (a stopped peer would otherwise fill the log every 2 s)
+                was = self._push_err.get(ep)
+                self._push_err[ep] = err
+            if err != was:
+                log("replicate to %s: %s" % (ep, err or "ok"))
         ts = [threading.Thread(target=one, args=(m["apiEndpoint"],), daemon=True) for m in members
               if m.get("apiEndpoint") and m["name"] != self.me]
         for t in ts:

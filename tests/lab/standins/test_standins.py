@@ -1768,6 +1768,13 @@ class TestHA(Base):
         self.assertEqual((code, resp), (500, "internal server error: etcd failed: reason withheld\n"))
         code, resp = self.api("cp3", "GET", "/readyz")
         self.assertEqual(code, 500)
+        code, resp = self.api("cp3", "GET", "/api/v1")  # discovery is served from memory
+        self.assertEqual(code, 200, resp)
+        kubectl = real_kubectl("1.31")
+        if kubectl:
+            r = subprocess.run([kubectl, "--kubeconfig", self.h["cp1"].path("/etc/kubernetes/admin.conf"), "--server",
+                                "https://%s:6443" % cp3.ip, "get", "nodes"], capture_output=True, text=True, timeout=60)
+            self.assertEqual((r.returncode, r.stderr), (1, "Error from server: etcdserver: request timed out\n"))
         rc, out, err = cp3.run("kubeadm", "reset", "-f")
         self.assertEqual(rc, 0, out + err)
         self.assertRegex(err, r"\[reset\] Failed to remove etcd member: .+, please manually remove this etcd member "
