@@ -591,6 +591,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "kslab-apiserver"
 
     def log_message(self, fmt, *args):
+        if "/apis/kslab/v1/replicate" in (getattr(self, "path", "") or "") and " 200 " in " %s " % (fmt % args):
+            return  # the peers' 2 s snapshot pushes: only failures are worth a line
         log("%s %s" % (self.address_string(), fmt % args))
 
     # identity ---------------------------------------------------------------
