@@ -1247,3 +1247,47 @@ def node_runtime_problem(kind, kubelet_config_path="/var/lib/kubelet/config.yaml
         return ('failed to get sandbox image "%s": failed to pull image "%s": dial tcp: lookup %s: no such host'
                 % (sb, sb, sb.split("/")[0]))
     return None
+
+
+# ----------------------------------------------------------------------------------------------
+# kubeadm-certs encryption (real kubeadm: AES-256-GCM with the 32-byte certificate key). The lab has no AES in
+# python's stdlib, so: AES-256-CBC through the openssl CLI, then HMAC-SHA256 over IV+ciphertext (encrypt-then-MAC,
+# the MAC key derived from the certificate key). A wrong key fails the MAC check, as GCM's tag check does.
+
+def _cert_keys(key_hex):
+    import hashlib
+    raw = bytes.fromhex(key_hex)
+    return raw, hashlib.sha256(b"kslab-kubeadm-certs-mac" + raw).digest()
+
+
+def encrypt_bytes(data, key_hex):
+    import hmac
+    import hashlib
+    enc_key, mac_key = _cert_keys(key_hex)
+    iv = secrets.token_bytes(16)
+    ct = subprocess.run(["openssl", "enc", "-aes-256-cbc", "-K", enc_key.hex(), "-iv", iv.hex()], input=data,
+                        capture_output=True, check=True).stdout
+    return iv + ct + hmac.new(mac_key, iv + ct, hashlib.sha256).digest()
+
+
+def decrypt_bytes(blob, key_hex):
+    """-> plaintext, or raises ValueError("cipher: message authentication failed") like Go's GCM Open."""
+    import hmac
+    import hashlib
+    enc_key, mac_key = _cert_keys(key_hex)
+    if len(blob) < 48:
+        raise ValueError("size of data is less than the nonce")
+    iv, ct, tag = blob[:16], blob[16:-32], blob[-32:]
+    if not hmac.compare_digest(tag, hmac.new(mac_key, iv + ct, hashlib.sha256).digest()):
+        raise ValueError("cipher: message authentication failed")
+    return subprocess.run(["openssl", "enc", "-d", "-aes-256-cbc", "-K", enc_key.hex(), "-iv", iv.hex()], input=ct,
+                          capture_output=True, check=True).stdout
+
+
+# the files kubeadm's copycerts transfers (certsToTransfer), and their Secret keys (certOrKeyNameToSecretName)
+CERTS_TO_TRANSFER = ["ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key"]
+ETCD_CERTS_TO_TRANSFER = ["etcd/ca.crt", "etcd/ca.key"]
+
+
+def cert_secret_name(f):
+    return f.replace("/", "-")

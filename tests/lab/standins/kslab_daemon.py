@@ -77,9 +77,45 @@ class State:
         self.d = C.load_json(path, None) or {"cluster": {}, "tokens": {}, "nodes": {}, "objects": {}}
         for k in ("cluster", "tokens", "nodes", "objects"):
             self.d.setdefault(k, {})
+        self.me = None       # this control plane's etcd member name (set by run_apiserver)
+        self.dirty = None    # threading.Event the replicator waits on
 
-    def save(self):
+    def save(self, replicate=True):
+        """Persist (caller holds the lock). A local write bumps the revision and wakes the replicator, which
+        pushes the snapshot to the other control planes outside the lock (see "HA control planes" in README)."""
+        if replicate:
+            self.d["rev"] = int(self.d.get("rev") or 0) + 1
+            self.d["revBy"] = self.me or ""
+            if self.dirty is not None:
+                self.dirty.set()
         C.save_json(self.path, self.d)
+
+    # stacked etcd -----------------------------------------------------------
+    def members(self):
+        return (self.d.get("etcd") or {}).get("members") or []
+
+    def snapshot(self):
+        with self.lock:
+            return json.dumps(self.d)
+
+    def merge(self, other):
+        """A peer's snapshot (caller holds the lock): newer (rev, writer) replaces ours; node heartbeats, kept
+        in memory only, are merged either way (the newest beat wins). -> True if we took theirs."""
+        mine = (int(self.d.get("rev") or 0), self.d.get("revBy") or "")
+        theirs = (int(other.get("rev") or 0), other.get("revBy") or "")
+        beats = {n: r.get("lastHeartbeat") or 0 for n, r in self.d["nodes"].items()}
+        took = theirs > mine
+        if took:
+            self.d = other
+            for k in ("cluster", "tokens", "nodes", "objects"):
+                self.d.setdefault(k, {})
+        for n, r in (other.get("nodes") or {}).items():
+            if n in self.d["nodes"]:
+                self.d["nodes"][n]["lastHeartbeat"] = max(beats.get(n, 0), r.get("lastHeartbeat") or 0,
+                                                          self.d["nodes"][n].get("lastHeartbeat") or 0)
+        if took:
+            self.save(replicate=False)
+        return took
 
     def valid_token(self, tok):
         m = C.TOKEN_RE.match(tok or "")
@@ -417,7 +453,7 @@ def flush_on_term(st):
     def term(signum, frame):
         try:
             with st.lock:
-                st.save()
+                st.save(replicate=False)  # heartbeats only: not a new revision
         finally:
             os._exit(0)
     signal.signal(signal.SIGTERM, term)
@@ -555,6 +591,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "kslab-apiserver"
 
     def log_message(self, fmt, *args):
+        if "/apis/kslab/v1/replicate" in (getattr(self, "path", "") or "") and " 200 " in " %s " % (fmt % args):
+            return  # the peers' 2 s snapshot pushes: only failures are worth a line
         log("%s %s" % (self.address_string(), fmt % args))
 
     # identity ---------------------------------------------------------------
@@ -608,7 +646,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         checks = ["ping", "log", "etcd", "etcd-readiness", "informer-sync", "poststarthook/start-apiserver-admission-initializer"]
         if kind == "livez":
             checks = [c for c in checks if c not in ("etcd-readiness", "informer-sync")]
-        bad = {"etcd", "etcd-readiness"} if os.path.exists(os.path.join(C.FAULTS, "etcd-unhealthy")) else set()
+        bad = {"etcd", "etcd-readiness"} if (os.path.exists(os.path.join(C.FAULTS, "etcd-unhealthy")) or
+                                             not self.server.etcd.quorum()) else set()
         if one:
             if one not in checks:
                 return self.send_text(404, "404 page not found\n")
@@ -667,14 +706,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
         who, name = self.identity()
         st = self.server.st
         self._raw = None
+        self.body_raw()  # read the request body before any lock is taken
         if who == "invalid":
             return self.unauthorized()
+        etcd = self.server.etcd
+        if path == "/apis/kslab/v1/replicate" and method == "POST":  # a peer's snapshot (no quorum needed)
+            if who != "admin":
+                return self.forbidden(name, "create", "replicate")
+            b = self.body()
+            if not isinstance(b, dict):
+                return self.send_json(400, status_obj(400, "BadRequest", "bad snapshot"))
+            with st.lock:
+                took = st.merge(b)
+                rev = st.d.get("rev")
+            return self.send_json(200, {"rev": rev, "took": took})
         if path in ("/healthz", "/readyz", "/livez") and method == "GET" and "verbose" not in url.query:
+            if not etcd.quorum():
+                return self.health_checks(path)
             return self.send_text(200, "ok")
         if method == "GET" and (path in ("/readyz", "/livez") or path.startswith(("/readyz/", "/livez/"))):
             return self.health_checks(path)
         if path == "/version" and method == "GET":
             return self.send_json(200, self.server.version_info)
+        discovery = method == "GET" and (path in ("/api", "/apis", "/api/v1") or path.startswith("/openapi/") or
+                                         re.match(r"^/apis/[^/]+(/[^/]+)?$", path))
+        if not discovery and not etcd.quorum():  # etcd lost quorum: every storage call times out (discovery and
+            # openapi are served from memory, as the real kube-apiserver does)
+            time.sleep(min(1.0, C.max_wait(1.0)))
+            return self.send_json(500, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                        "message": "etcdserver: request timed out", "code": 500})
+        if path.startswith("/apis/kslab/v1/etcd/") or path in ("/apis/kslab/v1/replicate", "/apis/kslab/v1/kubeadm-certs"):
+            if path == "/apis/kslab/v1/kubeadm-certs" and method == "GET" and who in ("admin", "bootstrap"):
+                return self.kubeadm_certs_get()
+            if who != "admin":
+                return self.forbidden(name, method.lower(), "etcd")
+            return self.ha_request(method, path)
         if kapi_wants(who, method, path):  # the real kubectl's API (outside st.lock: watches are long)
             self.body_raw()
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
@@ -835,6 +901,95 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, {"status": "Success"})
         if who == "anonymous":
             return self.forbidden("system:anonymous", method.lower(), path)
+        return self.send_json(404, status_obj(404, "NotFound", "the server could not find the requested resource"))
+
+    # HA: stacked etcd members, kubeadm-certs, snapshots --------------------------
+    def kubeadm_certs_get(self):
+        st = self.server.st
+        with st.lock:
+            sec = st.d.get("kubeadmCerts")
+            tok = st.d["tokens"].get((sec or {}).get("owner") or "")
+            live = bool(sec and tok and (tok.get("expires") is None or tok["expires"] >= time.time()))
+            data = dict(sec["data"]) if live else None
+        if not live:  # the owning token expired: the garbage collector deleted the Secret
+            return self.not_found("secrets", "kubeadm-certs")
+        return self.send_json(200, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                    "metadata": {"name": "kubeadm-certs", "namespace": "kube-system"}, "data": data})
+
+    def ha_request(self, method, path):
+        st, etcd = self.server.st, self.server.etcd
+        b = self.body() or {}
+        if path == "/apis/kslab/v1/replicate" and method == "GET":
+            return self.send_json(200, json.loads(st.snapshot()))
+        if path == "/apis/kslab/v1/kubeadm-certs" and method == "POST":
+            with st.lock:
+                tid = b.get("owner") or ""
+                m = C.TOKEN_RE.match(tid)
+                if not m:
+                    return self.send_json(422, status_obj(422, "Invalid", "invalid owner token"))
+                # the Secret is owned by a short-lived bootstrap token (no usages): it goes when the token expires
+                old = (st.d.get("kubeadmCerts") or {}).get("owner")
+                if old and old != m.group(1):
+                    st.d["tokens"].pop(old, None)
+                st.d["tokens"][m.group(1)] = {"secret": m.group(2), "expires": time.time() + float(b.get("ttl", 7200)),
+                                              "created": time.time(), "usages": [], "groups": [],
+                                              "description": "Proxy for managing TTL for the kubeadm-certs secret"}
+                st.d["kubeadmCerts"] = {"owner": m.group(1), "data": b.get("data") or {}}
+                st.save()
+            return self.send_json(201, {"status": "Success"})
+        if path == "/apis/kslab/v1/etcd/members" and method == "GET":
+            with st.lock:
+                members = json.loads(json.dumps(st.members()))
+            up = etcd.up_names()
+            for mem in members:
+                mem["started"] = mem["name"] in up
+            return self.send_json(200, {"members": members})
+        if path == "/apis/kslab/v1/etcd/members" and method == "POST":
+            with st.lock:
+                ms = st.members()
+                if any(x["peerURL"] == b.get("peerURL") for x in ms):  # kubeadm tolerates ErrPeerURLExist
+                    return self.send_json(200, {"members": ms})
+                if b.get("learner", True) and any(x.get("learner") for x in ms):
+                    return self.send_json(400, status_obj(400, "BadRequest",
+                                                          "etcdserver: too many learner members in cluster"))
+                st.d.setdefault("etcd", {}).setdefault("members", []).append(
+                    {"name": b.get("name"), "id": C.secrets.token_hex(8), "peerURL": b.get("peerURL"),
+                     "clientURL": b.get("clientURL"), "apiEndpoint": b.get("apiEndpoint"),
+                     "learner": bool(b.get("learner", True))})
+                st.save()
+                ms = json.loads(json.dumps(st.members()))
+            return self.send_json(201, {"members": ms})
+        m = re.match(r"^/apis/kslab/v1/etcd/members/([^/]+)(/promote)?$", path)
+        if m and (method == "POST" and m.group(2) or method == "DELETE" and not m.group(2)):
+            mname = urllib.parse.unquote(m.group(1))
+            up = etcd.up_names()
+            with st.lock:
+                ms = st.members()
+                mem = [x for x in ms if x["name"] == mname]
+                if not mem:
+                    return self.send_json(404, status_obj(404, "NotFound", "etcdserver: member not found"))
+                mem = mem[0]
+                if m.group(2):
+                    if mem.get("learner"):
+                        if mname not in up:
+                            return self.send_json(412, status_obj(
+                                412, "PreconditionFailed",
+                                "etcdserver: can only promote a learner member which is in sync with leader"))
+                        mem["learner"] = False
+                        st.save()
+                    return self.send_json(200, {"members": ms})
+                rest = [x for x in ms if x is not mem and not x.get("learner")]
+                started = [x for x in rest if x["name"] in up]
+                if not mem.get("learner") and rest and len(started) * 2 <= len(rest):
+                    return self.send_json(412, status_obj(
+                        412, "PreconditionFailed",
+                        "etcdserver: re-configuration failed due to not enough started members"))
+                ms.remove(mem)
+                st.save()
+                snap = json.loads(json.dumps(st.d))
+                left = json.loads(json.dumps(ms))
+            etcd.push(snap, [mem] + left)  # before answering: the removed host goes away right after
+            return self.send_json(200, {"members": left})
         return self.send_json(404, status_obj(404, "NotFound", "the server could not find the requested resource"))
 
     # handlers ---------------------------------------------------------------
@@ -1033,6 +1188,14 @@ class KapiHooks:
                 data["description"] = _kapi_b64(t["description"])
             put({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
                  "metadata": _kapi_md("bootstrap-token-" + tid, "kube-system", t.get("created")), "data": data})
+        sec = st.d.get("kubeadmCerts")
+        owner = st.d["tokens"].get((sec or {}).get("owner") or "")
+        if sec and owner and (owner.get("expires") is None or owner["expires"] >= time.time()):
+            md = _kapi_md("kubeadm-certs", "kube-system", owner.get("created"))
+            md["ownerReferences"] = [{"apiVersion": "v1", "kind": "Secret", "name": "bootstrap-token-" + sec["owner"],
+                                      "uid": _kapi_uid("kube-system/bootstrap-token-" + sec["owner"]),
+                                      "blockOwnerDeletion": True, "controller": True}]
+            put({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": md, "data": dict(sec["data"])})
         put({"apiVersion": "apps/v1", "kind": "DaemonSet",
              "metadata": _kapi_md("kube-proxy", "kube-system", created, {"k8s-app": "kube-proxy"}),
              "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
@@ -1072,6 +1235,8 @@ class KapiHooks:
         g, kind, ns, name = key.split("|", 3)
         if g == "" and kind == "Secret" and ns == "kube-system" and name.startswith("bootstrap-token-"):
             st.d["tokens"].pop(name[len("bootstrap-token-"):], None)
+        if g == "" and kind == "Secret" and ns == "kube-system" and name == "kubeadm-certs":
+            st.d.pop("kubeadmCerts", None)
 
     # pods ---------------------------------------------------------------------------------------
     @staticmethod
@@ -1297,6 +1462,93 @@ def kapi_wants(who, method, path):
     return path in ("/api", "/apis") or path.startswith(("/api/", "/apis/", "/openapi/"))
 
 
+class EtcdView:
+    """This API server's view of the stacked etcd cluster shared by the control planes (st.d["etcd"]["members"]).
+    A prober dials every other member's client port (2379) each second; quorum = a majority of the voting
+    (non-learner) members answer, this one included. A replicator pushes the whole store to every other member's
+    API server after each local write (and every 2 s), never while holding the state lock."""
+
+    def __init__(self, st, conf):
+        self.st = st
+        self.me = conf.get("member") or ""
+        self.crt, self.key, self.ca = conf.get("peerCrt"), conf.get("peerKey"), conf.get("caCrt")
+        self._up = set()
+        self._push_err = {}
+        self._lock = threading.Lock()
+        st.me = self.me
+        st.dirty = threading.Event()
+
+    def up_names(self):
+        with self._lock:
+            return set(self._up) | {self.me}
+
+    def quorum(self):
+        with self.st.lock:
+            voting = [m["name"] for m in self.st.members() if not m.get("learner")]
+        if not voting:
+            return True  # a store from before HA (single control plane without a member list)
+        up = self.up_names()
+        return sum(1 for n in voting if n in up) * 2 > len(voting)
+
+    def _probe(self):
+        while True:
+            with self.st.lock:
+                ms = [(m["name"], m.get("clientURL") or "") for m in self.st.members() if m["name"] != self.me]
+            up = set()
+            for name, url in ms:
+                host, port = C.split_server(url) if url else ("", 0)
+                try:
+                    socket.create_connection((host, int(port)), timeout=0.5).close()
+                    up.add(name)
+                except (OSError, ValueError):
+                    pass
+            with self._lock:
+                self._up = up
+            time.sleep(1.0)
+
+    def push(self, snap, members):
+        """POST the snapshot to the API servers of `members` (not us), in parallel; no lock held."""
+        if not (self.crt and os.path.exists(self.crt)):
+            return
+        try:
+            ca_pem, crt, key = (open(f, "rb").read() for f in (self.ca, self.crt, self.key))
+        except OSError:
+            return
+
+        def one(ep):
+            try:
+                code, _ = C.api_request("https://" + ep, "POST", "/apis/kslab/v1/replicate", snap, ca_pem=ca_pem,
+                                        cert_pem=crt, key_pem=key, timeout=3)
+                err = None if code == 200 else "HTTP %s" % code
+            except Exception as e:
+                err = str(e)
+            with self._lock:  # log changes only (a stopped peer would otherwise fill the log every 2 s)
+                was = self._push_err.get(ep)
+                self._push_err[ep] = err
+            if err != was:
+                log("replicate to %s: %s" % (ep, err or "ok"))
+        ts = [threading.Thread(target=one, args=(m["apiEndpoint"],), daemon=True) for m in members
+              if m.get("apiEndpoint") and m["name"] != self.me]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(5)
+
+    def _replicate(self):
+        while True:
+            self.st.dirty.wait(2.0)
+            self.st.dirty.clear()
+            with self.st.lock:
+                ms = json.loads(json.dumps(self.st.members()))
+                snap = json.loads(json.dumps(self.st.d)) if len(ms) > 1 else None
+            if snap:
+                self.push(snap, ms)
+
+    def start(self):
+        for fn in (self._probe, self._replicate):
+            threading.Thread(target=fn, daemon=True).start()
+
+
 class TLSServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1310,6 +1562,8 @@ class TLSServer(http.server.ThreadingHTTPServer):
         import kslab_kapi
         adv = conf.get("bind") or C.split_server(st.d["cluster"].get("server") or "https://127.0.0.1:6443")[0]
         self.kapi = kslab_kapi.API(st, KapiHooks, "%s:%s" % (adv, conf.get("port", 6443)))
+        self.etcd = EtcdView(st, conf)
+        self.etcd.start()
         super().__init__(addr, Handler)
 
     def finish_request(self, request, client_address):

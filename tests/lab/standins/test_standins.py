@@ -554,6 +554,16 @@ class TestPreflight(Base):
         self.assertIn("error execution phase wait-control-plane: could not initialize a Kubernetes cluster", err)
         self.stop(h)
 
+    def test_endpoint_nobody_answers(self):
+        """controlPlaneEndpoint on an address nothing serves (no load balancer / VIP yet): kubeadm's clients use it,
+        so init fails in wait-control-plane, as the real one does."""
+        h = self.host("vip")
+        rc, out, err = self.init_cp(h, extra_cluster='controlPlaneEndpoint: "127.%d.250.5:6443"\n' % NET)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("[api-check] The API server is not healthy after 4m0.000429063s\n", out)
+        self.assertIn("error execution phase wait-control-plane: could not initialize a Kubernetes cluster", err)
+        self.stop(h)
+
     def test_containerd_config_needs_restart(self):
         h = self.host("rst", systemd_cgroup=False)
         h.write("/etc/containerd/config.toml", CONTAINERD_TOML % "true")  # edited but containerd not restarted
@@ -696,6 +706,18 @@ class TestCluster(Base):
                                    "--discovery-token-ca-cert-hash", self.pin)
         self.assertEqual(rc, 1)
         self.assertIn('could not find a JWS signature in the cluster-info ConfigMap for token ID "zzzzzz"', err)
+
+    def test_055_control_plane_join_needs_endpoint(self):
+        rc, out, err = self.w1.run("kubeadm", "join", "%s:6443" % self.cp.ip, "--token", TOKEN,
+                                   "--discovery-token-ca-cert-hash", self.pin, "--control-plane", "--certificate-key",
+                                   "ab" * 32)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("error execution phase preflight: \nOne or more conditions for hosting a new control plane "
+                      "instance is not satisfied.\n\nunable to add a new control plane instance to a cluster that "
+                      "doesn't have a stable controlPlaneEndpoint address\n\nPlease ensure that:\n* The cluster has a "
+                      "stable controlPlaneEndpoint address.\n* The certificates that must be shared among control "
+                      "plane instances are provided.\n", err)
+        self.assertFalse(os.path.exists(self.w1.path("/etc/kubernetes/pki/ca.key")))
 
     def test_07_join_ok_and_ready_rule(self):
         cp, w1 = self.cp, self.w1
@@ -1512,6 +1534,252 @@ class TestRealKubectl(Base):
         self.assertEqual(rc, 1)
         self.assertIn('Error from server (NotFound): nodes "w1" not found', err)
         self.assertEqual(self.ok("get", "nodes", "-o", "name"), "node/cp1\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in getattr(cls, "hosts", []):
+            h.run("kubeadm", "reset", "-f")
+        super().tearDownClass()
+
+
+class TestHA(Base):
+    """Stacked-etcd control planes: init --upload-certs on cp1, control-plane joins, reset, quorum."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.h = {}
+        for i in range(1, 5):
+            h = Host(cls.base, "cp%d" % i, "127.%d.%d.1" % (NET, 210 + i), cls.fakebin, cls.tar)
+            cls.h["cp%d" % i] = h
+            cls.hosts.append(h)
+        cp1 = cls.h["cp1"]
+        cp1.write("/root/kubeadm.yaml", init_config(cp1.ip, extra_cluster='controlPlaneEndpoint: "%s:6443"\n' % cp1.ip))
+        cls.init_rc, cls.init_out, cls.init_err = cp1.run("kubeadm", "init", "--config",
+                                                          cp1.path("/root/kubeadm.yaml"), "--upload-certs")
+        cls.key = None
+        m = re.search(r"\[upload-certs\] Using certificate key:\n([0-9a-f]{64})\n", cls.init_out)
+        if m:
+            cls.key = m.group(1)
+        cls.pin = C.pin_of_pem(slurp(cp1.path("/etc/kubernetes/pki/ca.crt")))[0] if cls.init_rc == 0 else None
+
+    def join_cp(self, name, key=None, timeout=120):
+        h = self.h[name]
+        return h.run("kubeadm", "join", "%s:6443" % self.h["cp1"].ip, "--token", TOKEN, "--discovery-token-ca-cert-hash",
+                     self.pin, "--control-plane", "--certificate-key", key or self.key,
+                     "--apiserver-advertise-address", h.ip, timeout=timeout)
+
+    def api(self, on, method, path, body=None):
+        """A request to host `on`'s own API server with cp1's admin credentials."""
+        kc = C.load_kubeconfig(self.h["cp1"].path("/etc/kubernetes/admin.conf"))
+        try:
+            return C.api_request("https://%s:6443" % self.h[on].ip, method, path, body, ca_pem=kc["ca_pem"],
+                                 cert_pem=kc["cert_pem"], key_pem=kc["key_pem"], timeout=15)
+        except OSError as e:
+            return 0, str(e)
+
+    def members(self, on="cp1"):
+        code, resp = self.api(on, "GET", "/apis/kslab/v1/etcd/members")
+        self.assertEqual(code, 200, resp)
+        return [(m["name"], m["learner"]) for m in resp["members"]]
+
+    def wait_members(self, want, on="cp1", secs=10):
+        deadline = time.time() + secs
+        while time.time() < deadline and [n for n, _ in self.members(on)] != want:
+            time.sleep(0.2)
+        self.assertEqual([n for n, _ in self.members(on)], want)
+
+    def test_1_init_uploads_certs(self):
+        self.assertEqual(self.init_rc, 0, self.init_out + self.init_err)
+        out, cp1 = self.init_out, self.h["cp1"]
+        self.assertIn('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" '
+                      'Namespace\n[upload-certs] Using certificate key:\n%s\n' % self.key, out)
+        hp = "%s:6443" % cp1.ip
+        self.assertIn("You can now join any number of the control-plane node running the following command on each as "
+                      "root:\n\n  kubeadm join %s --token %s \\\n\t--discovery-token-ca-cert-hash %s \\\n\t"
+                      "--control-plane --certificate-key %s\n\nPlease note that the certificate-key gives access to "
+                      "cluster sensitive data, keep it secret!\nAs a safeguard, uploaded-certs will be deleted in two "
+                      "hours; If necessary, you can use\n\"kubeadm init phase upload-certs --upload-certs\" to reload "
+                      "certs afterward.\n\nThen you can join" % (hp, TOKEN, self.pin, self.key), out)
+        code, sec = self.api("cp1", "GET", "/apis/kslab/v1/kubeadm-certs")
+        self.assertEqual(code, 200, sec)
+        self.assertEqual(sorted(sec["data"]), ["ca.crt", "ca.key", "etcd-ca.crt", "etcd-ca.key", "front-proxy-ca.crt",
+                                               "front-proxy-ca.key", "sa.key", "sa.pub"])
+        import base64
+        blob = base64.b64decode(sec["data"]["ca.key"])
+        with open(cp1.path("/etc/kubernetes/pki/ca.key"), "rb") as fh:
+            self.assertEqual(C.decrypt_bytes(blob, self.key), fh.read())
+        self.assertNotIn(b"PRIVATE KEY", blob)
+        with self.assertRaisesRegex(ValueError, "cipher: message authentication failed"):
+            C.decrypt_bytes(blob, "0" * 64)
+        self.assertEqual(self.members(), [("cp1", False)])
+        kubectl = real_kubectl("1.31")
+        if kubectl:  # the real kubectl sees the Secret, owned by its bootstrap token
+            r = subprocess.run([kubectl, "--kubeconfig", cp1.path("/etc/kubernetes/admin.conf"), "-n", "kube-system",
+                                "get", "secret", "kubeadm-certs", "-o", "json"], capture_output=True, text=True,
+                               timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            o = json.loads(r.stdout)
+            self.assertEqual(o["data"]["sa.pub"], sec["data"]["sa.pub"])
+            owner = o["metadata"]["ownerReferences"][0]["name"]
+            self.assertRegex(owner, r"^bootstrap-token-[a-z0-9]{6}$")
+            r = subprocess.run([kubectl, "--kubeconfig", cp1.path("/etc/kubernetes/admin.conf"), "-n", "kube-system",
+                                "get", "secret", owner, "-o", "jsonpath={.data.description}"], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(base64.b64decode(r.stdout).decode(), "Proxy for managing TTL for the kubeadm-certs secret")
+
+    def test_2_wrong_key_then_join_cp2(self):
+        cp2 = self.h["cp2"]
+        rc, out, err = self.join_cp("cp2", key="ab" * 32)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("error execution phase control-plane-prepare/download-certs: error downloading certs: error "
+                      "decoding secret data with provided key: cipher: message authentication failed", err)
+        self.assertFalse(os.path.exists(cp2.path("/etc/kubernetes/pki/ca.key")))
+        rc, out, err = self.join_cp("cp2")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn('[download-certs] Downloading the certificates in Secret "kubeadm-certs" in the "kube-system" '
+                      'Namespace\n', out)
+        self.assertIn("[check-etcd] Checking that the etcd cluster is healthy\n", out)
+        self.assertIn("[etcd] Announced new etcd member joining to the existing etcd cluster\n", out)
+        self.assertTrue(out.endswith(
+            "\nThis node has joined the cluster and a new control plane instance was created:\n\n* Certificate signing "
+            "request was sent to apiserver and approval was received.\n* The Kubelet was informed of the new secure "
+            "connection details.\n* Control plane label and taint were applied to the new node.\n* The Kubernetes "
+            "control plane instances scaled up.\n* A new etcd member was added to the local/stacked etcd cluster.\n\n"
+            "To start administering your cluster from this node, you need to run the following as a regular user:\n\n"
+            "\tmkdir -p $HOME/.kube\n\tsudo cp -i /etc/kubernetes/admin.conf $HOME/.kube/config\n\tsudo chown $(id -u)"
+            ":$(id -g) $HOME/.kube/config\n\nRun 'kubectl get nodes' to see this node join the cluster.\n\n"), out)
+        for f in ("ca.key", "sa.key", "front-proxy-ca.key", "etcd/ca.key"):
+            self.assertEqual(slurp(cp2.path("/etc/kubernetes/pki/" + f)),
+                             slurp(self.h["cp1"].path("/etc/kubernetes/pki/" + f)), f)
+        for f in ("admin.conf", "manifests/kube-apiserver.yaml", "manifests/etcd.yaml"):
+            self.assertTrue(os.path.exists(cp2.path("/etc/kubernetes/" + f)), f)
+        self.assertFalse(os.path.exists(cp2.path("/etc/kubernetes/super-admin.conf")))
+        self.assertEqual(self.members(), [("cp1", False), ("cp2", False)])
+        # cp2's own API server answers, with the same store
+        code, nodes = self.api("cp2", "GET", "/api/v1/nodes")
+        self.assertEqual(code, 200, nodes)
+        n2 = [n for n in nodes["items"] if n["metadata"]["name"] == "cp2"][0]
+        self.assertIn("node-role.kubernetes.io/control-plane", n2["metadata"]["labels"])
+        self.assertIn({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}, n2["spec"]["taints"])
+
+    def test_3_concurrent_join_refused(self):
+        cp3, cp4 = self.h["cp3"], self.h["cp4"]
+        cp3.write("/etc/kubestrap-lab/etcd-learner-sync-seconds", "90\n")  # cp3 stays a learner until we cut it
+        cmd = ["kubeadm", "join", "%s:6443" % self.h["cp1"].ip, "--token", TOKEN, "--discovery-token-ca-cert-hash",
+               self.pin, "--control-plane", "--certificate-key", self.key, "--apiserver-advertise-address", cp3.ip]
+        slow = subprocess.Popen(cmd, env=cp3.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline and ("cp3", True) not in self.members():
+                time.sleep(0.2)
+            self.assertIn(("cp3", True), self.members())
+            rc, out, err = self.join_cp("cp4")
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("error execution phase control-plane-join/etcd: error creating local etcd static pod "
+                          "manifest file: etcdserver: too many learner members in cluster", err)
+        finally:
+            os.unlink(cp3.path("/etc/kubestrap-lab/etcd-learner-sync-seconds"))
+            out3, err3 = slow.communicate(timeout=120)
+        self.assertEqual(slow.returncode, 0, out3 + err3)
+        self.assertEqual(self.members(), [("cp1", False), ("cp2", False), ("cp3", False)])
+        rc, out, err = cp4.run("kubeadm", "reset", "-f")
+        self.assertEqual(rc, 0, out + err)
+
+    def test_4_expired_secret_then_reupload(self):
+        cp1, cp4 = self.h["cp1"], self.h["cp4"]
+        cp1.write("/etc/kubestrap-lab/upload-certs-ttl-seconds", "1\n")
+        rc, out, err = cp1.run("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--certificate-key",
+                               self.key)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(out, '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" '
+                              'Namespace\n[upload-certs] Using certificate key:\n%s\n' % self.key)
+        time.sleep(2)
+        rc, out, err = self.join_cp("cp4")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn('error execution phase control-plane-prepare/download-certs: error downloading certs: error '
+                      'downloading the secret: Secret "kubeadm-certs" was not found in the "kube-system" Namespace. '
+                      'This Secret might have expired. Please, run `kubeadm init phase upload-certs --upload-certs` on '
+                      'a control plane to generate a new one', err)
+        os.unlink(cp1.path("/etc/kubestrap-lab/upload-certs-ttl-seconds"))
+        rc, out, err = cp1.run("kubeadm", "init", "phase", "upload-certs", "--upload-certs")
+        self.assertEqual(rc, 0, out + err)
+        key2 = out.splitlines()[-1]
+        self.assertRegex(key2, r"^[0-9a-f]{64}$")
+        self.assertNotEqual(key2, self.key)
+        type(self).key = key2  # the Secret now holds the certs under the new key
+        cp4.write("/root/join.yaml", (
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
+            "    apiServerEndpoint: \"%s:6443\"\n    token: %s\n    caCertHashes: [\"%s\"]\n"
+            "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"%s\"\n    bindPort: 6443\n"
+            "  certificateKey: %s\nnodeRegistration:\n  name: cp4\n  taints: []\n"
+            % (cp1.ip, TOKEN, self.pin, cp4.ip, key2)))
+        rc, out, err = cp4.run("kubeadm", "join", "--config", cp4.path("/root/join.yaml"))
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("[mark-control-plane] Marking the node cp4 as control-plane by adding the taints []\n", out)
+        code, node = self.api("cp1", "GET", "/api/v1/nodes/cp4")
+        self.assertEqual(code, 200, node)
+        self.assertEqual([t for t in node["spec"].get("taints") or [] if not t["key"].startswith("node.kubernetes.io/")],
+                         [])  # only the node controller's not-ready taint, no control-plane taint
+        self.assertEqual([n for n, _ in self.members()], ["cp1", "cp2", "cp3", "cp4"])
+        rc, out, err = cp4.run("kubeadm", "reset", "-f")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("[reset] Deleted contents of the etcd data directory: /var/lib/etcd\n", out)
+        self.wait_members(["cp1", "cp2", "cp3"])
+
+    def test_5_reset_removes_member(self):
+        cp3 = self.h["cp3"]
+        rc, out, err = cp3.run("kubeadm", "reset", "-f")
+        self.assertEqual(rc, 0, out + err)
+        self.assertNotIn("Failed to remove etcd member", err)
+        self.assertIn("[reset] Deleted contents of the etcd data directory: /var/lib/etcd\n", out)
+        self.wait_members(["cp1", "cp2"])
+        self.wait_members(["cp1", "cp2"], on="cp2")
+        # and cp3 can join again (3 members for the quorum tests)
+        rc, out, err = self.join_cp("cp3")
+        self.assertEqual(rc, 0, out + err)
+        self.wait_members(["cp1", "cp2", "cp3"], on="cp2")
+
+    def test_6_quorum(self):
+        cp1, cp2, cp3 = self.h["cp1"], self.h["cp2"], self.h["cp3"]
+        cp1.stop_all()  # the first control plane's host goes away: 2 of 3 members remain
+        time.sleep(2.5)
+        code, nodes = self.api("cp2", "GET", "/api/v1/nodes")
+        self.assertEqual(code, 200, nodes)
+        code, resp = self.api("cp2", "GET", "/readyz/etcd")
+        self.assertEqual(code, 200, resp)
+        # a write on cp2 reaches cp3
+        code, resp = self.api("cp2", "POST", "/apis/kslab/v1/tokens", {"token": "qqqqqq.0123456789abcdef"})
+        self.assertEqual(code, 201, resp)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            code, toks = self.api("cp3", "GET", "/apis/kslab/v1/tokens")
+            if code == 200 and "qqqqqq" in [t["id"] for t in toks["items"]]:
+                break
+            time.sleep(0.3)
+        self.assertEqual(code, 200, toks)
+        self.assertIn("qqqqqq", [t["id"] for t in toks["items"]])
+        cp2.stop_all()  # 1 of 3: quorum lost
+        time.sleep(2.5)
+        code, resp = self.api("cp3", "GET", "/api/v1/nodes")
+        self.assertEqual(code, 500, resp)
+        self.assertEqual(resp["message"], "etcdserver: request timed out")
+        code, resp = self.api("cp3", "GET", "/readyz/etcd")
+        self.assertEqual((code, resp), (500, "internal server error: etcd failed: reason withheld\n"))
+        code, resp = self.api("cp3", "GET", "/readyz")
+        self.assertEqual(code, 500)
+        code, resp = self.api("cp3", "GET", "/api/v1")  # discovery is served from memory
+        self.assertEqual(code, 200, resp)
+        kubectl = real_kubectl("1.31")
+        if kubectl:
+            r = subprocess.run([kubectl, "--kubeconfig", self.h["cp1"].path("/etc/kubernetes/admin.conf"), "--server",
+                                "https://%s:6443" % cp3.ip, "get", "nodes"], capture_output=True, text=True, timeout=60)
+            self.assertEqual((r.returncode, r.stderr), (1, "Error from server: etcdserver: request timed out\n"))
+        rc, out, err = cp3.run("kubeadm", "reset", "-f")
+        self.assertEqual(rc, 0, out + err)
+        self.assertRegex(err, r"\[reset\] Failed to remove etcd member: .+, please manually remove this etcd member "
+                              r"using etcdctl")
+        self.assertNotIn("Deleted contents of the etcd data directory", out)
 
     @classmethod
     def tearDownClass(cls):
