@@ -181,6 +181,13 @@ impl Plan {
             .find(|n| n.role == Role::ControlPlane)
             .expect("validated inventory has a control plane")
     }
+    /// Whether `node` is the first control plane: the one that runs `kubeadm init`, holds the
+    /// CNI manifest and the admin.conf the console's kubeconfig comes from, and whose view of the
+    /// cluster (nodes, CA, admin.conf) up and plan read. Other control planes have their own
+    /// admin.conf, so reading theirs would look like a stale kubeconfig.
+    pub fn is_first_control_plane(&self, node: &Node) -> bool {
+        node.name == self.control_plane().name
+    }
     /// More than one control plane: `kubeadm init --upload-certs`, and the others join with
     /// `controlPlane` in their JoinConfiguration, one at a time.
     pub fn several_control_planes(&self) -> bool {
@@ -231,6 +238,16 @@ mod tests {
         let inv = inventory::parse(&src, Path::new("/tmp/inventory.yaml"))
             .unwrap_or_else(|e| panic!("{e}\n{src}"));
         Plan::from_inventory(&inv).unwrap()
+    }
+
+    /// Only the first control plane (init's) counts as the cluster's view; a second one does not.
+    #[test]
+    fn the_first_control_plane_is_inits() {
+        let mut p = plan("", "10.1.0.1");
+        p.nodes[1].role = Role::ControlPlane;
+        assert!(p.several_control_planes());
+        assert!(p.is_first_control_plane(&p.nodes[0].clone()));
+        assert!(!p.is_first_control_plane(&p.nodes[1].clone()));
     }
 
     /// `controlPlaneSchedulable`: as written, else true exactly when no host is a worker.

@@ -55,19 +55,20 @@ pub async fn prepare(run: &mut Run) -> Vec<HostPlan> {
         run.hosts
             .iter()
             .map(|h| {
-                render_dry(&p, &h.node, h.node.role == Role::ControlPlane)
+                render_dry(&p, &h.node, p.is_first_control_plane(&h.node))
                     .map_err(|e| e.to_string())
             })
             .collect(),
     );
     let plans: Arc<Mutex<BTreeMap<usize, (HostPlan, Option<CpState>)>>> = Default::default();
+    let first = p.control_plane().name.clone();
     {
         let plans = plans.clone();
         run.each(
             phase::Step::Plan,
             |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
-                let (scripts, plans) = (scripts.clone(), plans.clone());
+                let (scripts, plans, first) = (scripts.clone(), plans.clone(), first.clone());
                 async move {
                     let script = scripts[i]
                         .clone()
@@ -85,7 +86,7 @@ pub async fn prepare(run: &mut Run) -> Vec<HostPlan> {
                         let step = phase::Step::of_section(section, phase::Step::Plan);
                         return Err(script_error(step, &out));
                     }
-                    let cp = (node.role == Role::ControlPlane).then(|| CpState::parse(&out.stdout));
+                    let cp = (node.name == first).then(|| CpState::parse(&out.stdout));
                     plans
                         .lock()
                         .unwrap()

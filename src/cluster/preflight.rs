@@ -57,8 +57,9 @@ pub async fn gather(run: &mut Run, fast: bool) {
         .hosts
         .iter()
         .map(|h| {
-            let cp = h.node.role == Role::ControlPlane;
+            // Only the first control plane reads the cluster state (see Plan::is_first_control_plane).
             let first_cp = h.node.name == first;
+            let cp = first_cp;
             let script = crate::templates::script(
                 "scripts/facts.sh.j2",
                 context! {
@@ -81,7 +82,8 @@ pub async fn gather(run: &mut Run, fast: bool) {
         })
         .collect();
     let timeout = run.plan.timeouts.command;
-    // The control plane's output is kept: it may carry the cluster state.
+    // The first control plane's output is kept: it may carry the cluster state.
+    let first_cp_name = &first;
     let facts: std::sync::Mutex<HashMap<usize, (Facts, Option<String>)>> = Default::default();
     run.each(
         Step::Preflight,
@@ -96,7 +98,7 @@ pub async fn gather(run: &mut Run, fast: bool) {
                     i,
                     (
                         Facts::parse(&stdout),
-                        (node.role == Role::ControlPlane).then_some(stdout),
+                        (*first_cp_name == node.name).then_some(stdout),
                     ),
                 );
                 Ok(vec![])

@@ -20,7 +20,7 @@ use minijinja::context;
 use super::init::{parse_nodes, NodeStatus};
 use super::phase::Step;
 use super::{run_script, script_error, Run, StepError};
-use crate::plan::{Node, Plan, Preload, Role, Runtime};
+use crate::plan::{Node, Plan, Preload, Runtime};
 use crate::ssh::{shell_quote, Session};
 
 /// What the control plane's prepare script reported about the cluster.
@@ -411,7 +411,7 @@ pub async fn run(run: &mut Run) {
             .map(|(h, f)| {
                 let f: Vec<(Option<String>, String)> =
                     f.iter().map(|f| (f.url.clone(), f.seed.clone())).collect();
-                render(&p, &h.node, &f, h.node.role == Role::ControlPlane)
+                render(&p, &h.node, &f, p.is_first_control_plane(&h.node))
                     .map_err(|e| e.to_string())
             })
             .collect(),
@@ -419,11 +419,12 @@ pub async fn run(run: &mut Run) {
     let reports: Arc<Mutex<HashMap<usize, Report>>> = Default::default();
     {
         let reports = reports.clone();
+        let p = p.clone();
         run.each(
             Step::Prepare,
             |h| !h.facts.yes("prepare_unchanged"),
             move |i, node, sess| {
-                let (scripts, reports) = (scripts.clone(), reports.clone());
+                let (scripts, reports, p) = (scripts.clone(), reports.clone(), p.clone());
                 async move {
                     let script = scripts[i]
                         .clone()
@@ -449,7 +450,7 @@ pub async fn run(run: &mut Run) {
                             }
                         }
                     }
-                    if node.role == Role::ControlPlane {
+                    if p.is_first_control_plane(&node) {
                         r.cp_state = Some(CpState::parse(&out.stdout));
                     }
                     reports.lock().unwrap().insert(i, r);
