@@ -24,14 +24,15 @@ fn tainted(kubeconfig: &Path, name: &str) -> bool {
     common::kubectl::node(&v, name).control_plane_taint
 }
 
+/// The inventory text with `lines` added at the top of its `cluster:` section.
+fn with_cluster_lines(inventory: &str, lines: &str) -> String {
+    inventory.replacen("cluster:\n", &format!("cluster:\n{lines}"), 1)
+}
+
 /// The inventory with `controlPlaneSchedulable` set (Some) or left out (None).
 fn set(inv: &Path, base: &str, v: Option<bool>) {
     let text = match v {
-        Some(b) => base.replacen(
-            "cluster:\n",
-            &format!("cluster:\n  controlPlaneSchedulable: {b}\n"),
-            1,
-        ),
+        Some(b) => with_cluster_lines(base, &format!("  controlPlaneSchedulable: {b}\n")),
         None => base.to_string(),
     };
     std::fs::write(inv, text).unwrap();
@@ -87,13 +88,9 @@ fn a_cluster_without_workers_runs_pods_on_its_control_plane_and_the_setting_flip
     let lab = Lab::up(1);
     let inv = lab.inventory(&["--version", "1.31.2", "--preload"]);
     let inv_s = inv.to_str().unwrap();
-    let base = std::fs::read_to_string(&inv).unwrap().replacen(
-        "cluster:\n",
-        &format!(
-            "cluster:\n  controlPlaneEndpoint: {}.11:6443\n",
-            common::net()
-        ),
-        1,
+    let base = with_cluster_lines(
+        &std::fs::read_to_string(&inv).unwrap(),
+        &format!("  controlPlaneEndpoint: {}.11:6443\n", common::net()),
     );
     std::fs::write(&inv, &base).unwrap();
     assert!(!base.contains("role: worker"), "{base}");
@@ -155,10 +152,9 @@ fn an_external_endpoint_nothing_answers_is_a_preflight_error() {
     let base = std::fs::read_to_string(&inv).unwrap();
     std::fs::write(
         &inv,
-        base.replacen(
-            "cluster:\n",
-            &format!("cluster:\n  controlPlaneEndpoint: {ep}\n  loadBalancer: external\n"),
-            1,
+        with_cluster_lines(
+            &base,
+            &format!("  controlPlaneEndpoint: {ep}\n  loadBalancer: external\n"),
         ),
     )
     .unwrap();

@@ -59,15 +59,14 @@ pub async fn gather(run: &mut Run, fast: bool) {
         .map(|h| {
             // Only the first control plane reads the cluster state (see Plan::is_first_control_plane).
             let first_cp = h.node.name == first;
-            let cp = first_cp;
             let script = crate::templates::script(
                 "scripts/facts.sh.j2",
                 context! {
                     images => images.clone(),
                     fast => fast,
                     runtime => p.runtime.as_str(),
-                    cp_state => cp,
-                    admin_sha256 => if fast && cp { super::prepare::kubeconfig_source_sha(p) } else { String::new() },
+                    cp_state => first_cp,
+                    admin_sha256 => if fast && first_cp { super::prepare::kubeconfig_source_sha(p) } else { String::new() },
                     cni_manifest => super::network::CNI_MANIFEST,
                     endpoint_host => probe.as_ref().filter(|_| first_cp).map(|e| e.0.clone()),
                     endpoint_port => probe.as_ref().map(|e| e.1),
